@@ -1,0 +1,225 @@
+"""The queue service's aiohttp shell: decode, call the store and core, encode (API in README)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from services.queue.admission import Admission
+from services.queue.core import Observed, RateLimiter, token_view
+from services.queue.metrics import QueueMetrics
+from services.queue.settings import QueueSettings
+from services.queue.store import QueueStore
+from shared.errors import RateLimited, ServiceError
+from shared.http import (
+    MAX_BODY_BYTES,
+    error_middleware,
+    json_response,
+    read_json_object,
+    require_id,
+)
+from shared.ids import ID_RULE, is_valid_id
+from shared.metrics import HttpMetrics
+from shared.redis_client import create_redis
+from shared.tokens import TokenClaims, TokenCodec
+from shared.waiting_room import (
+    ACTIVE,
+    TokenMismatch,
+    TokenNotActive,
+    TokenState,
+    WaitingRoom,
+    raise_if_gone,
+)
+
+
+@dataclass
+class Queue:
+    """Everything a handler needs, built once per app."""
+
+    settings: QueueSettings
+    codec: TokenCodec
+    store: QueueStore
+    room: WaitingRoom
+    admission: Admission
+    metrics: QueueMetrics
+    per_user: RateLimiter
+    per_ip: RateLimiter
+
+    def view(self, token: str, claims: TokenClaims, seen: Observed) -> dict[str, object]:
+        s = self.settings
+        return token_view(
+            token,
+            claims,
+            seen,
+            configured_rate=s.admit_per_s,
+            heartbeat_ms=int(s.wait_heartbeat_s * 1000),
+            active_ttl_ms=int(s.active_ttl_s * 1000),
+        )
+
+    def client_ip(self, request: web.Request) -> str:
+        forwarded = request.headers.get("X-Forwarded-For")
+        if self.settings.trust_forwarded_for and forwarded:
+            return forwarded.split(",")[0].strip()
+        return request.remote or "unknown"
+
+    def check_rate(self, limiter: RateLimiter, scope: str, key: str) -> None:
+        wait = limiter.retry_after(key, time.monotonic())
+        if wait > 0:
+            self.metrics.rate_limited.labels(scope).inc()
+            raise RateLimited(
+                f"too many queue entries for this {scope}; retry later",
+                retry_after_s=max(1, int(wait + 0.999)),
+            )
+
+
+QUEUE = web.AppKey("queue", Queue)
+
+
+def observed(state: TokenState) -> Observed:
+    return Observed(state.state, state.deadline_ms, state.frontier, state.rate_per_s, state.now_ms)
+
+
+async def enter(request: web.Request) -> web.Response:
+    q = request.app[QUEUE]
+    body = await read_json_object(request)
+    concert_id = require_id(body, "concert_id")
+    user_id = require_id(body, "user_id")
+    q.check_rate(q.per_ip, "client", q.client_ip(request))
+    q.check_rate(q.per_user, "user", f"{concert_id}|{user_id}")
+    await q.admission.remember(concert_id)
+    s = q.settings
+    e = await q.store.enter(
+        concert_id,
+        user_id,
+        active_ttl_ms=int(s.active_ttl_s * 1000),
+        heartbeat_ms=int(s.wait_heartbeat_s * 1000),
+        retention_s=s.concert_retention_s,
+    )
+    claims = TokenClaims(concert_id, user_id, e.ticket, e.issued_ms)
+    token = q.codec.encode(claims)
+    (q.metrics.issued if e.created else q.metrics.reentered).inc()
+    seen = Observed(e.state, e.deadline_ms, e.frontier, e.measured_rate, e.now_ms)
+    return json_response(q.view(token, claims, seen), 201 if e.created else 200)
+
+
+async def status(request: web.Request) -> web.Response:
+    q = request.app[QUEUE]
+    token = request.match_info["token"]
+    state = await q.room.touch(q.room.decode(token))
+    raise_if_gone(state)
+    return json_response(q.view(token, state.claims, observed(state)))
+
+
+async def validate(request: web.Request) -> web.Response:
+    q = request.app[QUEUE]
+    token = request.match_info["token"]
+    body = await read_json_object(request) if request.can_read_body else {}
+    try:
+        claims = q.room.decode(token)
+        for field, claimed in (("concert_id", claims.concert_id), ("user_id", claims.user_id)):
+            if field in body and require_id(body, field) != claimed:
+                raise TokenMismatch(f"queue token is not for this {field.removesuffix('_id')}")
+        state = await q.room.touch(claims)
+        raise_if_gone(state)
+        if state.state != ACTIVE:
+            raise TokenNotActive(
+                "queue token is still waiting; poll until it is active",
+                position=q.view(token, claims, observed(state))["position"],
+            )
+    except ServiceError as exc:
+        q.metrics.validated.labels(exc.code).inc()
+        raise
+    q.metrics.validated.labels("valid").inc()
+    return json_response({"valid": True, **q.view(token, claims, observed(state))})
+
+
+async def complete(request: web.Request) -> web.Response:
+    q = request.app[QUEUE]
+    claims = q.room.decode(request.match_info["token"])
+    if await q.store.complete(claims.concert_id, claims.user_id, claims.ticket) in ("w", "a"):
+        q.metrics.completed.inc()
+    return web.Response(status=204)
+
+
+async def concert_stats(request: web.Request) -> web.Response:
+    q = request.app[QUEUE]
+    concert_id = request.match_info["concert_id"]
+    if not is_valid_id(concert_id):
+        raise ServiceError(f"concert_id must be {ID_RULE}", field="concert_id")
+    waiting, active, rate = await q.store.stats(concert_id)
+    return json_response(
+        {
+            "concert_id": concert_id,
+            "waiting": waiting,
+            "active": active,
+            "admitted_per_s": round(rate, 3),
+            "admit_per_s_limit": q.settings.admit_per_s,
+            "max_active": q.settings.max_active,
+        }
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    await request.app[QUEUE].store.ping()
+    return json_response({"status": "ready"})
+
+
+def create_app(settings: QueueSettings) -> web.Application:
+    registry = CollectorRegistry()
+    http_metrics = HttpMetrics(registry)
+    app = web.Application(
+        middlewares=[http_metrics.middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+    )
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        infra = settings.infra
+        redis = create_redis(
+            infra.redis_url or "redis://127.0.0.1:6379/0",
+            socket_timeout=infra.redis_socket_timeout_s,
+            max_connections=infra.redis_max_connections,
+        )
+        metrics = QueueMetrics(registry)
+        store = QueueStore(redis, registry)
+        codec = TokenCodec(settings.token_secret)
+        app[QUEUE] = Queue(
+            settings=settings,
+            codec=codec,
+            store=store,
+            room=WaitingRoom(
+                redis,
+                codec,
+                active_ttl_s=settings.active_ttl_s,
+                heartbeat_s=settings.wait_heartbeat_s,
+            ),
+            admission=Admission(store, settings, metrics),
+            metrics=metrics,
+            per_user=RateLimiter(settings.entry_rate_per_user),
+            per_ip=RateLimiter(settings.entry_rate_per_ip),
+        )
+        loop_task = asyncio.create_task(app[QUEUE].admission.run(), name="admission")
+        yield
+        loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop_task
+        await redis.aclose()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_post("/v1/queue/tokens", enter)
+    app.router.add_get("/v1/queue/tokens/{token}", status)
+    app.router.add_post("/v1/queue/tokens/{token}/validate", validate)
+    app.router.add_delete("/v1/queue/tokens/{token}", complete)
+    app.router.add_get("/v1/queue/{concert_id}", concert_stats)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", http_metrics.handler)
+    return app

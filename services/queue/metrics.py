@@ -1,0 +1,55 @@
+"""The queue service's domain metrics (HTTP and Redis latency metrics live beside them)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class QueueMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.issued = Counter(
+            "queue_tokens_issued_total", "New queue tokens issued", registry=registry
+        )
+        self.reentered = Counter(
+            "queue_tokens_reentered_total",
+            "Entries answered with the user's existing token",
+            registry=registry,
+        )
+        self.validated = Counter(
+            "queue_tokens_validated_total",
+            "Token validations by result",
+            ["result"],
+            registry=registry,
+        )
+        self.admitted = Counter(
+            "queue_tokens_admitted_total", "Tokens admitted waiting -> active", registry=registry
+        )
+        self.expired = Counter(
+            "queue_tokens_expired_total", "Active tokens expired (unused TTL)", registry=registry
+        )
+        self.dropped = Counter(
+            "queue_tokens_dropped_total",
+            "Waiting tokens dropped (missed heartbeat)",
+            registry=registry,
+        )
+        self.completed = Counter(
+            "queue_tokens_completed_total", "Tokens completed or revoked", registry=registry
+        )
+        self.rate_limited = Counter(
+            "queue_entries_rate_limited_total",
+            "Entries refused by rate limit",
+            ["scope"],
+            registry=registry,
+        )
+        self.waiting = Gauge(
+            "queue_waiting", "Waiting tokens per concert", ["concert_id"], registry=registry
+        )
+        self.active = Gauge(
+            "queue_active", "Active tokens per concert", ["concert_id"], registry=registry
+        )
+        self.admission_rate = Gauge(
+            "queue_admission_rate",
+            "Measured admissions per second",
+            ["concert_id"],
+            registry=registry,
+        )

@@ -1,0 +1,56 @@
+"""Queue-service settings, from the environment (documented in the README's settings table)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.settings import Env, InfraSettings, require_loopback_in_dev, token_secret
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    infra: InfraSettings
+    host: str
+    port: int
+    reuse_port: bool
+    token_secret: bytes
+    admit_per_s: float
+    max_active: int
+    active_ttl_s: float
+    wait_heartbeat_s: float
+    admission_interval_s: float
+    entry_rate_per_user: float
+    entry_rate_per_ip: float
+    trust_forwarded_for: bool
+    concert_retention_s: int
+
+    @property
+    def admit_burst(self) -> int:
+        """Token-bucket depth: a tenth of a second of admissions, at least one."""
+        return max(1, int(self.admit_per_s / 10))
+
+    @classmethod
+    def from_env(cls, e: Env | None = None) -> QueueSettings:
+        e = e or Env()
+        infra = InfraSettings.from_env(e)
+        host = e.text("QUEUE_HOST", "127.0.0.1")
+        require_loopback_in_dev(infra.env, host, "QUEUE_HOST")
+        return cls(
+            infra=infra,
+            host=host,
+            port=e.integer("QUEUE_PORT", 8000, minimum=0, maximum=65535),
+            reuse_port=e.flag("QUEUE_REUSE_PORT", False),
+            token_secret=token_secret(e, infra.env),
+            admit_per_s=e.number("QUEUE_ADMIT_PER_S", 200.0, minimum=0.0),
+            max_active=e.integer("QUEUE_MAX_ACTIVE", 2000, minimum=0),
+            active_ttl_s=e.number("QUEUE_ACTIVE_TTL_S", 30.0, minimum=0.1),
+            wait_heartbeat_s=e.number("QUEUE_WAIT_HEARTBEAT_S", 60.0, minimum=0.1),
+            admission_interval_s=e.number(
+                "QUEUE_ADMISSION_INTERVAL_MS", 100.0, minimum=5.0, maximum=5000.0
+            )
+            / 1000,
+            entry_rate_per_user=e.number("QUEUE_ENTRY_RATE_PER_USER", 2.0, minimum=0.0),
+            entry_rate_per_ip=e.number("QUEUE_ENTRY_RATE_PER_IP", 50.0, minimum=0.0),
+            trust_forwarded_for=e.flag("QUEUE_TRUST_FORWARDED_FOR", False),
+            concert_retention_s=e.integer("QUEUE_CONCERT_RETENTION_S", 86400, minimum=60),
+        )

@@ -1,0 +1,259 @@
+"""Waiting-room writes in Redis: entry, admission and expiry, completion, stats; atomic scripts.
+
+Key layout and the shared prelude are in shared.waiting_room. Time is Redis server time (TIME inside
+the scripts), so several queue instances agree on deadlines without synchronised clocks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram
+
+from shared.errors import Unavailable
+from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis
+from shared.waiting_room import CONCERTS_KEY, LUA_PRELUDE, queue_keys
+
+# ARGV: user, active_ttl_ms, heartbeat_ms, retention_s
+# -> {created, ticket, issued_ms, state, deadline_ms, frontier, rate (string), now_ms}
+ENTER_LUA = (
+    LUA_PRELUDE
+    + """
+local now = now_ms()
+local user, ttl, hb_ms, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local t, i, s = get_user(user)
+if t then
+  if s == 'w' then
+    local seen = tonumber(redis.call('ZSCORE', K_HB, user))
+    if seen ~= nil and now - seen <= hb_ms then
+      redis.call('ZADD', K_HB, now, user)
+      local g = redis.call('HMGET', K_GATE, 'f', 'r')
+      return {0, t, i, 'w', 0, tonumber(g[1]) or 0, g[2] or '0', now}
+    end
+    drop_waiting(user, t, i)
+  elseif s == 'a' then
+    local deadline = tonumber(redis.call('ZSCORE', K_ACTIVE, user))
+    if deadline ~= nil and deadline > now then
+      deadline = now + ttl
+      redis.call('ZADD', K_ACTIVE, deadline, user)
+      return {0, t, i, 'a', deadline, 0, '0', now}
+    end
+    expire_active(user, t, i)
+  end
+end
+t = redis.call('INCR', K_SEQ)
+set_state(user, t, now, 'w')
+redis.call('ZADD', K_WAIT, t, user)
+redis.call('ZADD', K_HB, now, user)
+redis.call('HSETNX', K_GATE, 'f', 0)
+for _, k in ipairs(KEYS) do redis.call('EXPIRE', k, retention) end
+local g = redis.call('HMGET', K_GATE, 'f', 'r')
+return {1, t, now, 'w', 0, tonumber(g[1]) or 0, g[2] or '0', now}
+"""
+)
+
+# ARGV: admit_per_s, max_active, active_ttl_ms, heartbeat_ms, burst, limit
+# -> {admitted, expired, dropped, waiting, active, rate (string)}; admitted = -1: queue gone
+PROMOTE_LUA = (
+    LUA_PRELUDE
+    + """
+local now = now_ms()
+if redis.call('EXISTS', K_SEQ) == 0 then return {-1, 0, 0, 0, 0, '0'} end
+local rate, max_active, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local hb_ms, burst, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, limit)
+for _, u in ipairs(expired) do
+  local t, i = get_user(u)
+  redis.call('ZREM', K_ACTIVE, u)
+  if t then set_state(u, t, i, 'e') end
+end
+local stale = redis.call('ZRANGEBYSCORE', K_HB, '-inf', now - hb_ms - 1, 'LIMIT', 0, limit)
+for _, u in ipairs(stale) do
+  local t, i = get_user(u)
+  redis.call('ZREM', K_WAIT, u)
+  redis.call('ZREM', K_HB, u)
+  if t then set_state(u, t, i, 'd') end
+end
+local g = redis.call('HMGET', K_GATE, 'k', 'ts', 'r')
+local tokens, ts, ewma = tonumber(g[1]), tonumber(g[2]), tonumber(g[3]) or 0
+if tokens == nil or ts == nil then tokens, ts = burst, now end
+local elapsed = math.max(0, now - ts)
+tokens = math.min(burst, tokens + elapsed * rate / 1000)
+local free = max_active - redis.call('ZCARD', K_ACTIVE)
+local n = math.min(math.floor(tokens), free, limit)
+local admitted = 0
+if n > 0 then
+  local popped = redis.call('ZPOPMIN', K_WAIT, n)
+  for j = 1, #popped, 2 do
+    local u = popped[j]
+    local t, i = get_user(u)
+    redis.call('ZREM', K_HB, u)
+    redis.call('ZADD', K_ACTIVE, now + ttl, u)
+    set_state(u, t or popped[j + 1], i or now, 'a')
+    admitted = admitted + 1
+  end
+  tokens = tokens - admitted
+  if redis.call('PTTL', K_ACTIVE) == -1 then
+    local keep = redis.call('PTTL', K_SEQ)
+    if keep > 0 then redis.call('PEXPIRE', K_ACTIVE, keep) end
+  end
+end
+local tau = 5000
+if elapsed > 0 then
+  ewma = ewma + (1 - math.exp(-elapsed / tau)) * (admitted * 1000 / elapsed - ewma)
+else
+  ewma = ewma + admitted * 1000 / tau
+end
+local head = redis.call('ZRANGE', K_WAIT, 0, 0, 'WITHSCORES')
+local frontier = tonumber(redis.call('GET', K_SEQ)) or 0
+if #head > 0 then frontier = tonumber(head[2]) - 1 end
+redis.call('HSET', K_GATE, 'k', tostring(tokens), 'ts', now, 'r', tostring(ewma), 'f', frontier)
+return {admitted, #expired, #stale, redis.call('ZCARD', K_WAIT), redis.call('ZCARD', K_ACTIVE),
+        tostring(ewma)}
+"""
+)
+
+# ARGV: user, ticket -> the state the token was in (w/a: it is now completed)
+COMPLETE_LUA = (
+    LUA_PRELUDE
+    + """
+local user = ARGV[1]
+local t, i, s = get_user(user)
+if not t then return 'u' end
+if t ~= ARGV[2] then return 's' end
+if s == 'a' then
+  redis.call('ZREM', K_ACTIVE, user)
+elseif s == 'w' then
+  redis.call('ZREM', K_WAIT, user)
+  redis.call('ZREM', K_HB, user)
+else
+  return s
+end
+set_state(user, t, i, 'c')
+return s
+"""
+)
+
+STATS_LUA = (
+    LUA_PRELUDE
+    + """
+return {redis.call('ZCARD', K_WAIT), redis.call('ZCARD', K_ACTIVE),
+        redis.call('HGET', K_GATE, 'r') or '0'}
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entered:
+    created: bool
+    ticket: int
+    issued_ms: int
+    state: str
+    deadline_ms: int
+    frontier: int
+    measured_rate: float
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Promoted:
+    admitted: int
+    expired: int
+    dropped: int
+    waiting: int
+    active: int
+    measured_rate: float
+
+    @property
+    def gone(self) -> bool:
+        return self.admitted < 0
+
+
+class QueueStore:
+    def __init__(self, redis: AnyRedis, registry: CollectorRegistry) -> None:
+        self.redis = redis
+        self._enter: Any = redis.register_script(ENTER_LUA)
+        self._promote: Any = redis.register_script(PROMOTE_LUA)
+        self._complete: Any = redis.register_script(COMPLETE_LUA)
+        self._stats: Any = redis.register_script(STATS_LUA)
+        self.latency = Histogram(
+            "redis_call_duration_seconds",
+            "Redis call latency by operation",
+            ["op"],
+            registry=registry,
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1),
+        )
+
+    async def _call(self, op: str, script: Any, concert_id: str, args: list[Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return await script(keys=queue_keys(concert_id), args=args)
+        except UNAVAILABLE_ERRORS:
+            raise Unavailable("the waiting room is unavailable, retry shortly") from None
+        finally:
+            self.latency.labels(op).observe(time.perf_counter() - start)
+
+    async def enter(
+        self,
+        concert_id: str,
+        user_id: str,
+        *,
+        active_ttl_ms: int,
+        heartbeat_ms: int,
+        retention_s: int,
+    ) -> Entered:
+        r = await self._call(
+            "enter", self._enter, concert_id, [user_id, active_ttl_ms, heartbeat_ms, retention_s]
+        )
+        return Entered(
+            bool(r[0]), int(r[1]), int(r[2]), r[3], int(r[4]), int(r[5]), float(r[6]), int(r[7])
+        )
+
+    async def promote(
+        self,
+        concert_id: str,
+        *,
+        admit_per_s: float,
+        max_active: int,
+        active_ttl_ms: int,
+        heartbeat_ms: int,
+        burst: int,
+        limit: int = 1000,
+    ) -> Promoted:
+        r = await self._call(
+            "promote",
+            self._promote,
+            concert_id,
+            [admit_per_s, max_active, active_ttl_ms, heartbeat_ms, burst, limit],
+        )
+        return Promoted(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5]))
+
+    async def complete(self, concert_id: str, user_id: str, ticket: int) -> str:
+        return str(await self._call("complete", self._complete, concert_id, [user_id, ticket]))
+
+    async def stats(self, concert_id: str) -> tuple[int, int, float]:
+        r = await self._call("stats", self._stats, concert_id, [])
+        return int(r[0]), int(r[1]), float(r[2])
+
+    async def register_concert(self, concert_id: str) -> None:
+        await self._plain("sadd", CONCERTS_KEY, concert_id)
+
+    async def forget_concert(self, concert_id: str) -> None:
+        await self._plain("srem", CONCERTS_KEY, concert_id)
+
+    async def concerts(self) -> set[str]:
+        return set(await self._plain("smembers", CONCERTS_KEY))
+
+    async def ping(self) -> bool:
+        return bool(await self._plain("ping"))
+
+    async def _plain(self, op: str, *args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return await getattr(self.redis, op)(*args)
+        except UNAVAILABLE_ERRORS:
+            raise Unavailable("the waiting room is unavailable, retry shortly") from None
+        finally:
+            self.latency.labels(op).observe(time.perf_counter() - start)

@@ -1,0 +1,76 @@
+"""aiohttp edge helpers: JSON responses, the error envelope, body parsing, error middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from shared.errors import InvalidRequest, ServiceError
+from shared.ids import ID_RULE, is_valid_id
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 16 * 1024
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: object
+) -> web.Response:
+    return json_response({"error": {"code": code, "message": message, **extra}}, status, headers)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object; anything else is a 400 (or 413 when too large)."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("body is not valid JSON", field="body") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object", field="body")
+    return body
+
+
+def require_id(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if value is None:
+        raise InvalidRequest(f"{field} is required", field=field)
+    if not is_valid_id(value):
+        raise InvalidRequest(f"{field} must be a string of {ID_RULE}", field=field)
+    return str(value)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as the JSON error envelope; no traceback ever reaches a client."""
+    try:
+        return await handler(request)
+    except ServiceError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(
+            413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes"
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        headers = {k: v for k, v in exc.headers.items() if k == "Allow"}
+        return error_response(exc.status, code, exc.reason, headers)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; it has been logged")

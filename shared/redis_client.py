@@ -1,0 +1,90 @@
+"""Build a redis-py asyncio client from REDIS_URL: standalone, Sentinel or Cluster.
+
+- ``redis://[:password@]host:port/db`` (also ``rediss://``, ``unix://``): one server.
+- ``redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]``: Sentinel failover.
+- ``redis+cluster://[:password@]host:port[,host:port...]``: Redis Cluster (keys are hash-tagged
+  per concert, so every script runs on one slot).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from redis import exceptions as rexc
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
+
+# Errors that mean "Redis is not reachable or not serving right now": callers answer 503.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    rexc.ConnectionError,
+    rexc.TimeoutError,
+    rexc.BusyLoadingError,
+    rexc.ClusterDownError,
+    rexc.MasterDownError,
+    rexc.TryAgainError,
+    rexc.ReadOnlyError,
+    rexc.OutOfMemoryError,
+    rexc.SlotNotCoveredError,
+    OSError,
+)
+
+AnyRedis = Redis | RedisCluster
+
+
+def _split(url: str, scheme: str) -> tuple[str | None, list[tuple[str, int]], list[str]]:
+    rest = url[len(scheme) + 3 :]
+    netloc, _, path = rest.partition("/")
+    password = None
+    if "@" in netloc:
+        auth, netloc = netloc.rsplit("@", 1)
+        password = unquote(auth.split(":", 1)[-1]) or None
+    nodes = []
+    for part in netloc.split(","):
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"REDIS_URL node {part!r} must be host:port")
+        nodes.append((host, int(port)))
+    return password, nodes, [p for p in path.split("/") if p]
+
+
+def create_redis(url: str, *, socket_timeout: float, max_connections: int) -> AnyRedis:
+    common: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+        "health_check_interval": 30,
+    }
+    if url.startswith("redis+sentinel://"):
+        password, nodes, path = _split(url, "redis+sentinel")
+        if not path:
+            raise ValueError("REDIS_URL for Sentinel needs the service name: .../mymaster")
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            nodes, socket_timeout=socket_timeout, password=password
+        )
+        db = int(path[1]) if len(path) > 1 else 0
+        master: Redis = sentinel.master_for(
+            path[0], password=password, db=db, max_connections=max_connections, **common
+        )
+        return master
+    if url.startswith("redis+cluster://"):
+        password, nodes, _ = _split(url, "redis+cluster")
+        return RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in nodes],
+            password=password,
+            max_connections=max_connections,
+            **common,
+        )
+    if url.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            "REDIS_URL must start with redis://, rediss://, unix://, "
+            "redis+sentinel:// or redis+cluster://"
+        )
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=socket_timeout, **common
+    )
+    return Redis(connection_pool=pool)

@@ -1,0 +1,137 @@
+"""Settings shared by every service: read from the environment once, typed, validated at start-up.
+
+Every variable is documented in the README's settings table; `python -m shared.settings` prints the
+effective values (secrets masked).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TypeVar
+
+ENVIRONMENTS = ("dev", "test", "prod")
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "test", "xxx"})
+MIN_SECRET_BYTES = 32
+
+T = TypeVar("T", int, float)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Env:
+    """Typed reads of one environment mapping; each error names the variable."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+
+    def text(self, name: str, default: str) -> str:
+        return self.environ.get(name, default).strip()
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.environ.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+    def integer(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
+        return self._number(int, name, default, minimum, maximum)
+
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float:
+        return self._number(float, name, default, minimum, maximum)
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default).lower()
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def _number(
+        self, kind: type[T], name: str, default: T, minimum: T | None, maximum: T | None
+    ) -> T:
+        raw = self.environ.get(name)
+        if raw is None or raw.strip() == "":
+            value = default
+        else:
+            try:
+                value = kind(raw.strip())
+            except ValueError:
+                raise SettingsError(f"{name} must be {kind.__name__}, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise SettingsError(f"{name} must be <= {maximum}, got {value}")
+        return value
+
+
+def require_loopback_in_dev(env_name: str, host: str, var: str) -> None:
+    if env_name != "prod" and host not in ("127.0.0.1", "localhost", "::1"):
+        raise SettingsError(f"{var}={host!r}: dev and test listeners bind loopback only")
+
+
+@dataclass(frozen=True)
+class InfraSettings:
+    """Where Redis and Kafka are; empty means "the embedded ones started by make run/tests"."""
+
+    env: str
+    redis_url: str
+    redis_socket_timeout_s: float
+    redis_max_connections: int
+    kafka_brokers: str
+    kafka_broker_impl: str
+    kafka_idempotent: bool
+
+    @classmethod
+    def from_env(cls, e: Env) -> InfraSettings:
+        return cls(
+            env=e.choice("APP_ENV", "dev", ENVIRONMENTS),
+            redis_url=e.text("REDIS_URL", ""),
+            redis_socket_timeout_s=e.number("REDIS_SOCKET_TIMEOUT_S", 1.0, minimum=0.05),
+            redis_max_connections=e.integer("REDIS_MAX_CONNECTIONS", 256, minimum=1),
+            kafka_brokers=e.text("KAFKA_BROKERS", ""),
+            kafka_broker_impl=e.choice("KAFKA_BROKER_IMPL", "noida", ("noida", "tansu")),
+            kafka_idempotent=e.flag("KAFKA_IDEMPOTENT", True),
+        )
+
+
+def token_secret(e: Env, env_name: str, var: str = "QUEUE_TOKEN_SECRET") -> bytes:
+    """The HMAC secret: required and strong in prod; generated per process in dev if unset."""
+    raw = e.text(var, "")
+    if raw.lower() in PLACEHOLDER_SECRETS:
+        if env_name == "prod":
+            raise SettingsError(f"{var} must be set to a random secret in prod")
+        return secrets.token_bytes(MIN_SECRET_BYTES)
+    if env_name == "prod" and len(raw.encode()) < MIN_SECRET_BYTES:
+        raise SettingsError(f"{var} must be at least {MIN_SECRET_BYTES} bytes in prod")
+    return raw.encode()
+
+
+def describe(settings: object) -> dict[str, object]:
+    """Settings as a dict for logs, with secrets masked."""
+    out: dict[str, object] = {}
+    for f in fields(settings):  # type: ignore[arg-type]
+        value = getattr(settings, f.name)
+        out[f.name] = "***" if "secret" in f.name else value
+    return out
+
+
+if __name__ == "__main__":
+    print(describe(InfraSettings.from_env(Env())))

@@ -1,0 +1,207 @@
+"""The waiting room's Redis layout and token validation, shared by every service that checks tokens.
+
+Key layout (all keys of a concert share the hash tag ``{concert_id}``, so one concert lives on one
+Redis Cluster slot and every script is single-slot):
+
+==========================  ======  ==========================================================
+key                         type    content
+==========================  ======  ==========================================================
+``q:{c}:seq``               string  last ticket issued (INCR): FIFO order by arrival
+``q:{c}:users``             hash    user -> ``ticket:issued_ms:state`` (w/a/e/d/c)
+``q:{c}:wait``              zset    waiting user -> ticket (admission pops the lowest)
+``q:{c}:hb``                zset    waiting user -> last heartbeat ms (finds abandoned waiters)
+``q:{c}:active``            zset    active user -> deadline ms (finds expired tokens)
+``q:{c}:gate``              hash    admission state: token bucket, rate EWMA, frontier
+``q:concerts``              set     concerts with a queue (not tagged: read by admission loops)
+==========================  ======  ==========================================================
+
+Validation is the signature check (no Redis) followed by one round trip: the TOUCH script reads
+the user's state, renews an active token's deadline (or a waiter's heartbeat), and expires or drops
+it on the spot if its time has passed, so a token is never honoured late between sweeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import ServiceError, Unavailable
+from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis
+from shared.tokens import InvalidToken, TokenClaims, TokenCodec
+
+CONCERTS_KEY = "q:concerts"
+
+# States stored in q:{c}:users, and the extra answers TOUCH can give.
+WAITING, ACTIVE, EXPIRED, DROPPED, COMPLETED = "w", "a", "e", "d", "c"
+SUPERSEDED, UNKNOWN = "s", "u"
+GONE_REASONS = {
+    EXPIRED: "active token not used for its time to live",
+    DROPPED: "waiting token missed its heartbeat",
+    COMPLETED: "token was completed or revoked",
+    SUPERSEDED: "user re-entered the queue with a new token",
+    UNKNOWN: "no such token in the queue",
+}
+GONE_CODES = {
+    EXPIRED: "expired",
+    DROPPED: "dropped",
+    COMPLETED: "completed",
+    SUPERSEDED: "superseded",
+    UNKNOWN: "unknown",
+}
+
+
+def queue_keys(concert_id: str) -> list[str]:
+    """KEYS for every waiting-room script, always in this order."""
+    p = f"q:{{{concert_id}}}:"
+    return [p + "seq", p + "users", p + "wait", p + "hb", p + "active", p + "gate"]
+
+
+# Shared Lua prelude. KEYS: 1 seq, 2 users, 3 wait, 4 hb, 5 active, 6 gate.
+LUA_PRELUDE = """
+local K_SEQ, K_USERS, K_WAIT = KEYS[1], KEYS[2], KEYS[3]
+local K_HB, K_ACTIVE, K_GATE = KEYS[4], KEYS[5], KEYS[6]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function get_user(user)
+  local v = redis.call('HGET', K_USERS, user)
+  if not v then return nil end
+  return string.match(v, '^(%d+):(%d+):(%a)$')
+end
+local function set_state(user, t, i, s)
+  redis.call('HSET', K_USERS, user, t .. ':' .. i .. ':' .. s)
+end
+local function expire_active(user, t, i)
+  redis.call('ZREM', K_ACTIVE, user)
+  set_state(user, t, i, 'e')
+end
+local function drop_waiting(user, t, i)
+  redis.call('ZREM', K_WAIT, user)
+  redis.call('ZREM', K_HB, user)
+  set_state(user, t, i, 'd')
+end
+"""
+
+# ARGV: user, ticket, active_ttl_ms, heartbeat_ms, renew (1/0)
+# -> {state, deadline_ms, frontier, rate_per_s (string), now_ms}
+TOUCH_LUA = (
+    LUA_PRELUDE
+    + """
+local now = now_ms()
+local user, ticket = ARGV[1], ARGV[2]
+local ttl, hb_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
+local t, i, s = get_user(user)
+if not t then return {'u', 0, 0, '0', now} end
+if t ~= ticket then return {'s', 0, 0, '0', now} end
+if s == 'w' then
+  local seen = tonumber(redis.call('ZSCORE', K_HB, user))
+  if seen == nil or now - seen > hb_ms then
+    drop_waiting(user, t, i)
+    return {'d', 0, 0, '0', now}
+  end
+  redis.call('ZADD', K_HB, now, user)
+  local g = redis.call('HMGET', K_GATE, 'f', 'r')
+  return {'w', 0, tonumber(g[1]) or 0, g[2] or '0', now}
+elseif s == 'a' then
+  local deadline = tonumber(redis.call('ZSCORE', K_ACTIVE, user))
+  if deadline == nil or deadline <= now then
+    expire_active(user, t, i)
+    return {'e', 0, 0, '0', now}
+  end
+  if ARGV[5] == '1' then
+    deadline = now + ttl
+    redis.call('ZADD', K_ACTIVE, deadline, user)
+  end
+  return {'a', deadline, 0, '0', now}
+end
+return {s, 0, 0, '0', now}
+"""
+)
+
+
+class TokenInvalid(ServiceError):
+    status = 401
+    code = "invalid_token"
+
+
+class TokenMismatch(ServiceError):
+    status = 403
+    code = "token_mismatch"
+
+
+class TokenNotActive(ServiceError):
+    status = 403
+    code = "token_not_active"
+
+
+class TokenGone(ServiceError):
+    status = 410
+    code = "token_expired"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    """What one TOUCH round trip found."""
+
+    claims: TokenClaims
+    state: str
+    deadline_ms: int
+    frontier: int
+    rate_per_s: float
+    now_ms: int
+
+
+def raise_if_gone(state: TokenState) -> None:
+    if state.state not in (WAITING, ACTIVE):
+        raise TokenGone(
+            f"queue token is no longer valid: {GONE_REASONS[state.state]}",
+            reason=GONE_CODES[state.state],
+        )
+
+
+class WaitingRoom:
+    """Token checks against the waiting room; one instance per process, shared by handlers."""
+
+    def __init__(
+        self, redis: AnyRedis, codec: TokenCodec, *, active_ttl_s: float, heartbeat_s: float
+    ) -> None:
+        self.redis = redis
+        self.codec = codec
+        self.active_ttl_ms = int(active_ttl_s * 1000)
+        self.heartbeat_ms = int(heartbeat_s * 1000)
+        self._touch: Any = redis.register_script(TOUCH_LUA)
+
+    def decode(self, token: str) -> TokenClaims:
+        try:
+            return self.codec.decode(token)
+        except InvalidToken as exc:
+            raise TokenInvalid(str(exc)) from None
+
+    async def touch(self, claims: TokenClaims, *, renew: bool = True) -> TokenState:
+        """One Redis round trip: state, plus renewal of the deadline or heartbeat."""
+        try:
+            r = await self._touch(
+                keys=queue_keys(claims.concert_id),
+                args=[
+                    claims.user_id,
+                    claims.ticket,
+                    self.active_ttl_ms,
+                    self.heartbeat_ms,
+                    1 if renew else 0,
+                ],
+            )
+        except UNAVAILABLE_ERRORS:
+            raise Unavailable("the waiting room is unavailable, retry shortly") from None
+        return TokenState(claims, r[0], int(r[1]), int(r[2]), float(r[3]), int(r[4]))
+
+    async def validate(self, token: str, *, concert_id: str, user_id: str) -> TokenState:
+        """The check every protected call makes: signed, this user's, this concert's, active."""
+        claims = self.decode(token)
+        if claims.concert_id != concert_id or claims.user_id != user_id:
+            raise TokenMismatch("queue token belongs to another user or concert")
+        state = await self.touch(claims)
+        raise_if_gone(state)
+        if state.state != ACTIVE:
+            raise TokenNotActive("queue token is still waiting; poll until it is active")
+        return state

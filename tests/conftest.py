@@ -1,0 +1,71 @@
+"""Session-wide real servers: one Redis and one Kafka-protocol broker on free loopback ports.
+
+REDIS_URL / KAFKA_BROKERS in the environment point the suite at existing servers instead; tests
+that stop or kill a server start their own private one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.embedded import Server, start_broker, start_redis
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="ticketing-test-") as d:
+        yield Path(d)
+
+
+@pytest.fixture(scope="session")
+def redis_url(workdir: Path) -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = start_redis(workdir / "redis")
+    try:
+        yield f"redis://{server.address}/0"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def broker_impl() -> str:
+    return os.environ.get("KAFKA_BROKER_IMPL", "noida")
+
+
+@pytest.fixture(scope="session")
+def kafka_brokers(workdir: Path, broker_impl: str) -> Iterator[str]:
+    if os.environ.get("KAFKA_BROKERS"):
+        yield os.environ["KAFKA_BROKERS"]
+        return
+    server = start_broker(workdir / "broker", broker_impl)
+    try:
+        yield server.address
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Server]:
+    """A Redis of this test's own, for tests that stop or restart it."""
+    server = start_redis(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path, broker_impl: str) -> Iterator[Server]:
+    """A broker of this test's own, for tests that kill or restart it."""
+    server = start_broker(tmp_path / "broker", broker_impl)
+    try:
+        yield server
+    finally:
+        server.stop()
