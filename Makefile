@@ -1,0 +1,54 @@
+# The front door: `make help` lists every target.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+
+.DEFAULT_GOAL := help
+.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue clean
+
+help: ## List the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	@touch $@
+
+deps: $(VENV)/.installed ## Create the virtualenv (pinned deps) and install redis-server if missing
+	@command -v redis-server >/dev/null || { echo "installing Debian's redis-server"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+
+run: deps ## Start Redis, the broker and every service on loopback (Ctrl-C stops all)
+	$(PY) -m infra.run
+
+test: deps lint ## Lint, then the whole suite: unit, integration and e2e against real servers
+	$(PYTEST) tests
+
+test-unit: deps ## Unit tests only (no servers)
+	$(PYTEST) tests/unit
+
+test-integration: deps ## Integration tests (real Redis and broker, started for the session)
+	$(PYTEST) tests/integration
+
+test-e2e: deps ## End-to-end tests through make run's start-up path
+	$(PYTEST) tests/e2e
+
+lint: deps ## ruff (lint + format check) and mypy (strict) on the project's code
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+fmt: deps ## Apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench-queue: deps ## Benchmark the queue service (1 and 2 workers) against bare aiohttp
+	$(PY) -m perf.bench_queue
+
+clean: ## Remove the virtualenv, caches and run data
+	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache
