@@ -87,4 +87,4 @@ def create_redis(url: str, *, socket_timeout: float, max_connections: int) -> An
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=socket_timeout, **common
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it

@@ -27,6 +27,7 @@ class Admission:
         self.metrics = metrics
         self.known: set[str] = set()
         self._refreshed = 0.0
+        self._stop = asyncio.Event()
 
     async def remember(self, concert_id: str) -> None:
         """Record a concert as having a queue (once per instance)."""
@@ -67,13 +68,19 @@ class Admission:
         self.metrics.admission_rate.labels(concert_id).set(r.measured_rate)
 
     async def run(self) -> None:
-        while True:
+        """Tick until stop(): a tick in flight always finishes (no Redis call cut in half)."""
+        while not self._stop.is_set():
+            pause = self.settings.admission_interval_s
             try:
                 await self.tick()
             except Unavailable:
                 log.warning("admission paused: Redis unavailable")
-                await asyncio.sleep(1.0)
+                pause = 1.0
             except Exception:
                 log.exception("admission tick failed")
-                await asyncio.sleep(1.0)
-            await asyncio.sleep(self.settings.admission_interval_s)
+                pause = 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), pause)
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -79,6 +79,7 @@ class Queue:
 
 
 QUEUE = web.AppKey("queue", Queue)
+log = logging.getLogger(__name__)
 
 
 def observed(state: TokenState) -> Observed:
@@ -92,7 +93,6 @@ async def enter(request: web.Request) -> web.Response:
     user_id = require_id(body, "user_id")
     q.check_rate(q.per_ip, "client", q.client_ip(request))
     q.check_rate(q.per_user, "user", f"{concert_id}|{user_id}")
-    await q.admission.remember(concert_id)
     s = q.settings
     e = await q.store.enter(
         concert_id,
@@ -101,6 +101,7 @@ async def enter(request: web.Request) -> web.Response:
         heartbeat_ms=int(s.wait_heartbeat_s * 1000),
         retention_s=s.concert_retention_s,
     )
+    await q.admission.remember(concert_id)  # after entry: a registered queue always has keys
     claims = TokenClaims(concert_id, user_id, e.ticket, e.issued_ms)
     token = q.codec.encode(claims)
     (q.metrics.issued if e.created else q.metrics.reentered).inc()
@@ -208,9 +209,11 @@ def create_app(settings: QueueSettings) -> web.Application:
         )
         loop_task = asyncio.create_task(app[QUEUE].admission.run(), name="admission")
         yield
-        loop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop_task
+        app[QUEUE].admission.stop()
+        try:
+            await asyncio.wait_for(loop_task, 5.0)
+        except TimeoutError:
+            log.warning("admission loop did not stop within 5 s; cancelled")
         await redis.aclose()
 
     app.cleanup_ctx.append(resources)

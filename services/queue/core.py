@@ -43,7 +43,7 @@ def poll_after_ms(
     ceiling = max(MIN_POLL_MS, min(MAX_POLL_MS, heartbeat_ms // 3))
     if status == ACTIVE:
         return max(MIN_POLL_MS, min(ceiling, active_ttl_ms // 3))
-    base = ceiling if pos is None or rate <= 0 else int(pos / rate * 1000 / 3)
+    base = ceiling if pos is None or rate <= 0 else min(ceiling, pos / rate * 1000 / 3)
     # Spread clients that entered together over +-10 %, fixed per ticket (no thundering herd).
     jitter = 0.9 + (ticket * 2654435761 % 1000) / 5000
     return int(min(ceiling, max(MIN_POLL_MS, base * jitter)))

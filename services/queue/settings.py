@@ -26,8 +26,8 @@ class QueueSettings:
 
     @property
     def admit_burst(self) -> int:
-        """Token-bucket depth: a tenth of a second of admissions, at least one."""
-        return max(1, int(self.admit_per_s / 10))
+        """Token-bucket depth: a tenth of a second of admissions, at least one; 0 = gate closed."""
+        return max(1, int(self.admit_per_s / 10)) if self.admit_per_s > 0 else 0
 
     @classmethod
     def from_env(cls, e: Env | None = None) -> QueueSettings:

@@ -1,0 +1,70 @@
+"""Queue-service test helpers: in-process instances against a real Redis, and polling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from services.queue.app import create_app
+from services.queue.settings import QueueSettings
+from shared.settings import Env
+
+SECRET = "test-secret-" + "x" * 32
+T = TypeVar("T")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def settings(redis_url: str, **env: str) -> QueueSettings:
+    base = {
+        "REDIS_URL": redis_url,
+        "APP_ENV": "test",
+        "QUEUE_TOKEN_SECRET": SECRET,
+        "QUEUE_ENTRY_RATE_PER_IP": "0",
+        "QUEUE_ENTRY_RATE_PER_USER": "0",
+        "QUEUE_ADMISSION_INTERVAL_MS": "20",
+        "REDIS_SOCKET_TIMEOUT_S": "0.5",
+    }
+    return QueueSettings.from_env(Env({**base, **env}))
+
+
+@asynccontextmanager
+async def queue_instance(redis_url: str, **env: str) -> AsyncIterator[TestClient[Any, Any]]:
+    """One queue-service instance (own pool, own admission loop) on a free loopback port."""
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(create_app(settings(redis_url, **env)), host="127.0.0.1")
+    )
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def enter(client: TestClient[Any, Any], concert: str, user: str) -> dict[str, Any]:
+    response = await client.post("/v1/queue/tokens", json={"concert_id": concert, "user_id": user})
+    assert response.status in (200, 201), await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, within: float = 10.0, interval: float = 0.05
+) -> T:
+    """Poll `check` until it returns something truthy, or fail at the deadline."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s (last: {result!r})")
+        await asyncio.sleep(interval)

@@ -1,0 +1,104 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.queue.core import (
+    MAX_POLL_MS,
+    MIN_POLL_MS,
+    Observed,
+    RateLimiter,
+    eta_seconds,
+    poll_after_ms,
+    position,
+    token_view,
+)
+from shared.tokens import TokenClaims
+from shared.waiting_room import ACTIVE, WAITING
+
+
+class TestPosition:
+    def test_is_the_distance_from_the_admission_frontier(self) -> None:
+        assert position(ticket=105, frontier=100) == 5
+
+    def test_is_never_below_one(self) -> None:
+        assert position(ticket=3, frontier=10) == 1
+
+
+class TestEta:
+    def test_is_a_range_around_position_over_the_measured_rate(self) -> None:
+        low, high = eta_seconds(1000, measured_rate=100, configured_rate=5) or [0, 0]
+        assert low <= 10 <= high and low < high
+
+    def test_falls_back_to_the_configured_rate_before_anything_was_measured(self) -> None:
+        assert eta_seconds(100, measured_rate=0, configured_rate=10) == [7, 13]
+
+    def test_is_unknown_while_the_gate_is_closed(self) -> None:
+        assert eta_seconds(100, measured_rate=0, configured_rate=0) is None
+
+
+class TestPollAfter:
+    @given(st.integers(1, 10**7), st.floats(0, 10**5), st.integers(1, 10**9))
+    def test_stays_within_bounds_and_inside_the_heartbeat(
+        self, pos: int, rate: float, ticket: int
+    ) -> None:
+        ms = poll_after_ms(
+            WAITING, pos, rate, heartbeat_ms=60_000, active_ttl_ms=30_000, ticket=ticket
+        )
+        assert MIN_POLL_MS <= ms <= min(MAX_POLL_MS, 20_000)
+
+    def test_grows_with_distance_from_the_front(self) -> None:
+        near = poll_after_ms(WAITING, 10, 100, heartbeat_ms=60_000, active_ttl_ms=1, ticket=7)
+        far = poll_after_ms(WAITING, 5000, 100, heartbeat_ms=60_000, active_ttl_ms=1, ticket=7)
+        assert near < far
+
+    def test_an_active_token_is_asked_to_come_back_before_it_expires(self) -> None:
+        ms = poll_after_ms(ACTIVE, None, 0, heartbeat_ms=60_000, active_ttl_ms=30_000, ticket=1)
+        assert ms <= 10_000
+
+
+class TestTokenView:
+    claims = TokenClaims("c", "u", 50, 0)
+
+    def test_waiting_view_has_position_eta_and_heartbeat_deadline(self) -> None:
+        seen = Observed(WAITING, 0, frontier=40, measured_rate=2.0, now_ms=1_000)
+        view = token_view(
+            "t", self.claims, seen, configured_rate=5, heartbeat_ms=60_000, active_ttl_ms=30_000
+        )
+        assert view["status"] == "waiting" and view["position"] == 10
+        assert view["eta_seconds"] == [3, 7]
+        assert view["expires_at"] == "1970-01-01T00:01:01.000+00:00"
+
+    def test_active_view_has_no_position_and_expires_at_the_deadline(self) -> None:
+        seen = Observed(ACTIVE, 31_000, 0, 0.0, now_ms=1_000)
+        view = token_view(
+            "t", self.claims, seen, configured_rate=5, heartbeat_ms=60_000, active_ttl_ms=30_000
+        )
+        assert view["status"] == "active" and view["position"] is None
+        assert view["eta_seconds"] is None
+        assert view["expires_at"] == "1970-01-01T00:00:31.000+00:00"
+
+
+class TestRateLimiter:
+    def test_allows_a_burst_then_asks_to_wait(self) -> None:
+        limiter = RateLimiter(2, burst=3)
+        assert [limiter.retry_after("k", 0.0) for _ in range(3)] == [0, 0, 0]
+        assert limiter.retry_after("k", 0.0) == 0.5
+
+    def test_refills_over_time(self) -> None:
+        limiter = RateLimiter(2, burst=1)
+        assert limiter.retry_after("k", 0.0) == 0
+        assert limiter.retry_after("k", 0.1) > 0
+        assert limiter.retry_after("k", 1.0) == 0
+
+    def test_keys_are_independent(self) -> None:
+        limiter = RateLimiter(1, burst=1)
+        assert limiter.retry_after("a", 0.0) == 0 and limiter.retry_after("b", 0.0) == 0
+
+    def test_zero_rate_disables_the_limit(self) -> None:
+        limiter = RateLimiter(0)
+        assert all(limiter.retry_after("k", 0.0) == 0 for _ in range(1000))
+
+    def test_memory_stays_bounded(self) -> None:
+        limiter = RateLimiter(1, max_keys=10)
+        for i in range(100):
+            limiter.retry_after(str(i), 0.0)
+        assert len(limiter._buckets) == 10

@@ -1,0 +1,64 @@
+import pytest
+
+from services.queue.settings import QueueSettings
+from shared.settings import Env, InfraSettings, SettingsError
+
+
+def queue(**env: str) -> QueueSettings:
+    return QueueSettings.from_env(Env(env))
+
+
+class TestSettings:
+    def test_defaults_are_the_documented_ones(self) -> None:
+        s = queue()
+        assert (s.host, s.port, s.active_ttl_s, s.wait_heartbeat_s) == ("127.0.0.1", 8000, 30, 60)
+        assert s.infra.env == "dev" and s.infra.kafka_broker_impl == "noida"
+        assert s.infra.kafka_idempotent is True
+
+    def test_reads_values_from_the_environment(self) -> None:
+        s = queue(QUEUE_PORT="9000", QUEUE_ADMIT_PER_S="12.5", KAFKA_IDEMPOTENT="false")
+        assert (s.port, s.admit_per_s, s.infra.kafka_idempotent) == (9000, 12.5, False)
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("QUEUE_PORT", "eighty"),
+            ("QUEUE_PORT", "70000"),
+            ("QUEUE_ACTIVE_TTL_S", "-1"),
+            ("KAFKA_IDEMPOTENT", "maybe"),
+            ("APP_ENV", "staging"),
+            ("KAFKA_BROKER_IMPL", "kafka"),
+        ],
+    )
+    def test_a_bad_value_fails_loudly_naming_the_variable(self, name: str, value: str) -> None:
+        with pytest.raises(SettingsError, match=name):
+            queue(**{name: value})
+
+    def test_dev_generates_a_token_secret_per_process_when_unset(self) -> None:
+        a, b = queue().token_secret, queue().token_secret
+        assert len(a) >= 32 and a != b
+
+    def test_prod_refuses_a_missing_or_placeholder_secret(self) -> None:
+        for secret in ("", "changeme"):
+            with pytest.raises(SettingsError, match="QUEUE_TOKEN_SECRET"):
+                queue(APP_ENV="prod", QUEUE_HOST="0.0.0.0", QUEUE_TOKEN_SECRET=secret)
+
+    def test_prod_refuses_a_short_secret(self) -> None:
+        with pytest.raises(SettingsError, match="at least 32 bytes"):
+            queue(APP_ENV="prod", QUEUE_TOKEN_SECRET="s" * 20)
+
+    def test_dev_listens_on_loopback_only(self) -> None:
+        with pytest.raises(SettingsError, match="QUEUE_HOST"):
+            queue(QUEUE_HOST="0.0.0.0")
+        assert queue(APP_ENV="prod", QUEUE_HOST="0.0.0.0", QUEUE_TOKEN_SECRET="s" * 32).host
+
+    def test_empty_infra_urls_mean_embedded_servers(self) -> None:
+        infra = InfraSettings.from_env(Env({}))
+        assert infra.redis_url == "" and infra.kafka_brokers == ""
+
+    def test_admission_burst_is_a_tenth_of_a_second_and_at_least_one(self) -> None:
+        assert queue(QUEUE_ADMIT_PER_S="200").admit_burst == 20
+        assert queue(QUEUE_ADMIT_PER_S="3").admit_burst == 1
+
+    def test_an_admission_rate_of_zero_closes_the_gate(self) -> None:
+        assert queue(QUEUE_ADMIT_PER_S="0").admit_burst == 0
