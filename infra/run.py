@@ -15,7 +15,12 @@ from pathlib import Path
 from infra.stack import ROOT, Stack
 from shared.settings import Env
 
-SERVICES = (("queue", "QUEUE_PORT", 8000, "QUEUE_WORKERS"),)
+SERVICES = (
+    ("reservation", "RESERVATION_PORT", 8001, ""),
+    ("payment", "PAYMENT_PORT", 8002, ""),
+    ("seat_projection", "SEAT_PROJECTION_PORT", 8003, ""),
+    ("queue", "QUEUE_PORT", 8000, "QUEUE_WORKERS"),
+)
 
 
 def main() -> int:
@@ -30,16 +35,20 @@ def main() -> int:
             redis_port=e.integer("RUN_REDIS_PORT", 6390),
             kafka_port=e.integer("RUN_KAFKA_PORT", 9092),
         )
-        print(f"redis   {stack.env['REDIS_URL']}", flush=True)
-        print(f"kafka   {stack.env['KAFKA_BROKERS']}", flush=True)
+        print(f"{'redis':<16}{stack.env['REDIS_URL']}", flush=True)
+        print(f"{'kafka':<16}{stack.env['KAFKA_BROKERS']}", flush=True)
         for name, port_var, default_port, workers_var in SERVICES:
             service = stack.start_service(
                 name,
                 port=e.integer(port_var, default_port),
-                workers=e.integer(workers_var, 1, minimum=1),
+                workers=e.integer(workers_var, 1, minimum=1) if workers_var else 1,
             )
-            print(f"{name:<7} {service.url}  (metrics {service.url}/metrics)", flush=True)
-        print(f"logs    {workdir / 'logs'}", flush=True)
+            print(f"{name:<16}{service.url}  (metrics {service.url}/metrics)", flush=True)
+        print(f"{'logs':<16}{workdir / 'logs'}", flush=True)
+        if stack.env.get("APP_ENV", "dev") == "dev" and not os.environ.get("ADMIN_TOKEN"):
+            print(
+                f"{'admin token':<16}{stack.env['ADMIN_TOKEN']}  (dev only, this run)", flush=True
+            )
         print("ready - Ctrl-C stops everything", flush=True)
         while not done.wait(0.5):
             for service in stack.services:

@@ -40,8 +40,9 @@ class Stack:
     ) -> None:
         """Start what is not configured; export REDIS_URL/KAFKA_BROKERS for the services."""
         self.env.setdefault("APP_ENV", "dev")
-        if not self.env.get("QUEUE_TOKEN_SECRET"):
-            self.env["QUEUE_TOKEN_SECRET"] = secrets.token_urlsafe(32)  # per run, never stored
+        for secret in ("QUEUE_TOKEN_SECRET", "ADMIN_TOKEN"):
+            if not self.env.get(secret):
+                self.env[secret] = secrets.token_urlsafe(32)  # per run, never stored
         if not self.env.get("REDIS_URL"):
             redis = start_redis(self.workdir / "redis", redis_port)
             self.servers.append(redis)
@@ -57,7 +58,12 @@ class Stack:
     ) -> ServiceProc:
         """`python -m services.<name>` (workers > 1 share the port with SO_REUSEPORT)."""
         prefix = name.upper()
-        env = {**self.env, f"{prefix}_PORT": str(port), **(extra_env or {})}
+        env = {
+            **self.env,
+            f"{prefix}_PORT": str(port),
+            f"{prefix}_DATA_DIR": str(self.workdir / "faust" / name),
+            **(extra_env or {}),
+        }
         if workers > 1:
             env[f"{prefix}_REUSE_PORT"] = "true"
         procs = [
@@ -75,7 +81,7 @@ class Stack:
         for i, proc in enumerate(procs):
             wait_until(
                 lambda: ready(url),
-                timeout=30,
+                timeout=90,  # Faust workers join their group and recover tables first
                 what=f"{name} worker {i}",
                 proc=proc,
                 log=self.workdir / "logs" / f"{name}-{i}.log",

@@ -26,9 +26,14 @@ def json_response(
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: object
+    http_status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> web.Response:
-    return json_response({"error": {"code": code, "message": message, **extra}}, status, headers)
+    body = {"error": {**(extra or {}), "code": code, "message": message}}
+    return json_response(body, http_status, headers)
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
@@ -60,7 +65,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ServiceError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.extra)
     except web.HTTPRequestEntityTooLarge:
         return error_response(
             413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes"

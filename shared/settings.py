@@ -98,17 +98,38 @@ class InfraSettings:
     kafka_brokers: str
     kafka_broker_impl: str
     kafka_idempotent: bool
+    kafka_partitions: int
+    kafka_replication: int
+    kafka_linger_ms: int
+    kafka_send_timeout_s: float
+    kafka_session_timeout_s: float
+    kafka_heartbeat_s: float
+    kafka_rebalance_timeout_s: float
 
     @classmethod
     def from_env(cls, e: Env) -> InfraSettings:
+        env = e.choice("APP_ENV", "dev", ENVIRONMENTS)
+        # A Faust worker joins its group only after the rebalance timeout: short outside prod.
+        prod = env == "prod"
         return cls(
-            env=e.choice("APP_ENV", "dev", ENVIRONMENTS),
+            env=env,
             redis_url=e.text("REDIS_URL", ""),
             redis_socket_timeout_s=e.number("REDIS_SOCKET_TIMEOUT_S", 1.0, minimum=0.05),
             redis_max_connections=e.integer("REDIS_MAX_CONNECTIONS", 256, minimum=1),
             kafka_brokers=e.text("KAFKA_BROKERS", ""),
             kafka_broker_impl=e.choice("KAFKA_BROKER_IMPL", "noida", ("noida", "tansu")),
             kafka_idempotent=e.flag("KAFKA_IDEMPOTENT", True),
+            kafka_partitions=e.integer("KAFKA_PARTITIONS", 4, minimum=1, maximum=1024),
+            kafka_replication=e.integer("KAFKA_REPLICATION", 3 if prod else 1, minimum=1),
+            kafka_linger_ms=e.integer("KAFKA_LINGER_MS", 2, minimum=0, maximum=1000),
+            kafka_send_timeout_s=e.number("KAFKA_SEND_TIMEOUT_S", 5.0, minimum=0.1),
+            kafka_session_timeout_s=e.number(
+                "KAFKA_SESSION_TIMEOUT_S", 30.0 if prod else 6.0, minimum=1.0
+            ),
+            kafka_heartbeat_s=e.number("KAFKA_HEARTBEAT_S", 3.0 if prod else 0.5, minimum=0.1),
+            kafka_rebalance_timeout_s=e.number(
+                "KAFKA_REBALANCE_TIMEOUT_S", 60.0 if prod else 6.0, minimum=1.0
+            ),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from services.queue.admission import Admission
+from services.queue.confirmations import Confirmations
 from services.queue.core import Observed, RateLimiter, token_view
 from services.queue.metrics import QueueMetrics
 from services.queue.settings import QueueSettings
@@ -208,7 +210,20 @@ def create_app(settings: QueueSettings) -> web.Application:
             per_ip=RateLimiter(settings.entry_rate_per_ip),
         )
         loop_task = asyncio.create_task(app[QUEUE].admission.run(), name="admission")
+        confirmations = None
+        if settings.complete_on_confirmed and infra.kafka_brokers:
+            consumer = Confirmations(
+                infra.kafka_brokers,
+                store,
+                metrics,
+                session_timeout_s=infra.kafka_session_timeout_s,
+            )
+            confirmations = asyncio.create_task(consumer.run(), name="confirmations")
         yield
+        if confirmations is not None:
+            confirmations.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await confirmations
         app[QUEUE].admission.stop()
         try:
             await asyncio.wait_for(loop_task, 5.0)

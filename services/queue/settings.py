@@ -23,6 +23,7 @@ class QueueSettings:
     entry_rate_per_ip: float
     trust_forwarded_for: bool
     concert_retention_s: int
+    complete_on_confirmed: bool
 
     @property
     def admit_burst(self) -> int:
@@ -53,4 +54,5 @@ class QueueSettings:
             entry_rate_per_ip=e.number("QUEUE_ENTRY_RATE_PER_IP", 50.0, minimum=0.0),
             trust_forwarded_for=e.flag("QUEUE_TRUST_FORWARDED_FOR", False),
             concert_retention_s=e.integer("QUEUE_CONCERT_RETENTION_S", 86400, minimum=60),
+            complete_on_confirmed=e.flag("QUEUE_COMPLETE_ON_CONFIRMED", True),
         )

@@ -1,0 +1,115 @@
+"""The payment worker: charges and refunds through the gateway; run `python -m services.payment`.
+
+The agent holds no table (the gateway de-duplicates by reservation id), so it runs with many
+concurrent actors: gateway latency overlaps instead of queueing. Faust commits an offset only
+once every earlier message of the partition is done, so nothing is skipped on a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+
+from services.payment.core import result_of
+from services.payment.gateway import Outcome, PaymentGateway, SimulatedGateway
+from services.payment.settings import PaymentSettings
+from shared.events import PaymentRequested, RefundPayment, UnknownMessage, decode
+from shared.faust_app import create_faust_app, raw_topic
+from shared.faust_web import AiohttpServer
+from shared.http import error_middleware, json_response
+from shared.metrics import HttpMetrics
+from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
+from shared.stream_metrics import StreamMetrics
+from shared.topics import BY_NAME, PAYMENT, TOPIC_OF, key_of, names
+
+log = logging.getLogger(__name__)
+RETRY_S = 0.5
+
+
+async def with_retries(call: Any, what: str) -> Outcome:
+    """Keep trying through infrastructure outages: a payment request is never dropped."""
+    while True:
+        try:
+            outcome: Outcome = await call()
+            return outcome
+        except UNAVAILABLE_ERRORS:
+            log.warning("%s: gateway ledger unavailable, retrying", what)
+            await asyncio.sleep(RETRY_S)
+
+
+def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None) -> faust.App:
+    infra = settings.infra
+    app = create_faust_app(
+        "payment", infra, web_host=settings.host, web_port=settings.port, datadir=settings.datadir
+    )
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    refunds = Counter("payment_refunds_total", "Refunds made", registry=registry)
+    redis = create_redis(
+        infra.redis_url or "redis://127.0.0.1:6379/0",
+        socket_timeout=infra.redis_socket_timeout_s,
+        max_connections=infra.redis_max_connections,
+    )
+    gw = gateway or SimulatedGateway(
+        redis, latency_ms=settings.latency_ms, failure_rate=settings.failure_rate
+    )
+    out = {name: raw_topic(app, name) for name in BY_NAME}
+
+    @app.agent(
+        raw_topic(app, *names(PAYMENT)), name="payment_agent", concurrency=settings.concurrency
+    )
+    async def payment_agent(stream: Any) -> None:
+        async for event in stream.events():
+            topic = event.message.topic
+            metrics.consumed.labels(topic).inc()
+            try:
+                m = decode(event.value)
+            except UnknownMessage as exc:
+                metrics.undecodable.labels(topic).inc()
+                log.error("skipping undecodable message on %s: %s", topic, exc)
+                continue
+            if not isinstance(m, PaymentRequested | RefundPayment):
+                continue
+            with metrics.handler_latency.labels("payment_agent").time():
+                if isinstance(m, RefundPayment):
+                    outcome = await with_retries(
+                        lambda m=m: gw.refund(m.reservation_id, m.amount), "refund"
+                    )
+                    refunds.inc()
+                else:
+                    outcome = await with_retries(
+                        lambda m=m: gw.charge(m.reservation_id, m.amount), "charge"
+                    )
+                result = result_of(m, outcome, time.time_ns() // 1_000_000)
+                name = TOPIC_OF[type(result).__name__]
+                await out[name].send(key=key_of(name, result), value=result.to_bytes())
+                metrics.produced.labels(name).inc()
+                metrics.decisions.labels(type(result).__name__).inc()
+
+    http_metrics = HttpMetrics(registry)
+    web_app = web.Application(middlewares=[http_metrics.middleware, error_middleware])
+
+    async def healthz(request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        await redis.ping()
+        return json_response({"status": "ready"})
+
+    async def resources(web_app: web.Application) -> AsyncIterator[None]:
+        yield
+        await redis.aclose()
+
+    web_app.cleanup_ctx.append(resources)
+    web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/readyz", readyz)
+    web_app.router.add_get("/metrics", http_metrics.handler)
+    app.web_server(AiohttpServer(web_app, settings.host, settings.port))
+    return app

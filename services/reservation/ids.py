@@ -1,0 +1,66 @@
+"""Reservation ids: opaque, unguessable, signed, and carrying the seat they are for.
+
+``r1.<base64url(concert|seat|user|nonce)>.<base64url(hmac[:12])>``. Carrying the seat lets any
+worker route a lookup to the seat's partition, and lets a reservation be answered ``pending``
+between its 202 and the seat agent's decision (no 404 window) without storing anything first;
+the signature keeps made-up ids out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from shared.ids import is_valid_id
+
+PREFIX = "r1"
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRef:
+    concert_id: str
+    seat_id: str
+    user_id: str
+    nonce: str
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class ReservationIds:
+    def __init__(self, secret: bytes) -> None:
+        self._key = hmac.new(secret, b"reservation-id", hashlib.sha256).digest()
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:12]
+
+    def new(self, concert_id: str, seat_id: str, user_id: str) -> str:
+        payload = f"{concert_id}|{seat_id}|{user_id}|{secrets.token_hex(8)}".encode("ascii")
+        return f"{PREFIX}.{_b64(payload)}.{_b64(self._mac(payload))}"
+
+    def parse(self, reservation_id: str) -> ReservationRef | None:
+        """The reference inside a genuine id; None for anything else."""
+        parts = reservation_id.split(".")
+        if len(reservation_id) > 300 or len(parts) != 3 or parts[0] != PREFIX:
+            return None
+        try:
+            payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+            mac = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        if not hmac.compare_digest(mac, self._mac(payload)):
+            return None
+        fields = payload.decode("ascii", "replace").split("|")
+        if len(fields) != 4 or not all(is_valid_id(f) for f in fields[:3]):
+            return None
+        return ReservationRef(*fields)
+
+
+def payment_id_for(reservation_id: str) -> str:
+    """One payment per reservation: the id is derived, so a repeated request is the same one."""
+    return "p1." + hashlib.sha256(reservation_id.encode()).hexdigest()[:24]

@@ -1,0 +1,52 @@
+"""Reservation-service settings, from the environment (documented in the README)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.settings import (
+    Env,
+    InfraSettings,
+    SettingsError,
+    require_loopback_in_dev,
+    token_secret,
+)
+
+
+@dataclass(frozen=True)
+class ReservationSettings:
+    infra: InfraSettings
+    host: str
+    port: int
+    token_secret: bytes
+    admin_token: str
+    seat_hold_s: float
+    max_holds_per_user: int
+    hold_sweep_s: float
+    queue_active_ttl_s: float
+    queue_heartbeat_s: float
+    datadir: Path
+
+    @classmethod
+    def from_env(cls, e: Env | None = None) -> ReservationSettings:
+        e = e or Env()
+        infra = InfraSettings.from_env(e)
+        host = e.text("RESERVATION_HOST", "127.0.0.1")
+        require_loopback_in_dev(infra.env, host, "RESERVATION_HOST")
+        admin = e.text("ADMIN_TOKEN", "")
+        if len(admin) < 16:
+            raise SettingsError("ADMIN_TOKEN must be set to a random string of 16+ characters")
+        return cls(
+            infra=infra,
+            host=host,
+            port=e.integer("RESERVATION_PORT", 8001, minimum=0, maximum=65535),
+            token_secret=token_secret(e, infra.env),
+            admin_token=admin,
+            seat_hold_s=e.number("SEAT_HOLD_S", 300.0, minimum=0.1),
+            max_holds_per_user=e.integer("MAX_HOLDS_PER_USER", 4, minimum=1),
+            hold_sweep_s=e.number("HOLD_SWEEP_S", 0.5, minimum=0.05, maximum=60.0),
+            queue_active_ttl_s=e.number("QUEUE_ACTIVE_TTL_S", 30.0, minimum=0.1),
+            queue_heartbeat_s=e.number("QUEUE_WAIT_HEARTBEAT_S", 60.0, minimum=0.1),
+            datadir=Path(e.text("RESERVATION_DATA_DIR", ".run/faust/reservation")),
+        )

@@ -1,0 +1,157 @@
+"""The seat projection worker: the seat map read model; run `python -m services.seat_projection`.
+
+One agent folds seat facts (keyed by concert, so a concert's facts share a partition) into two
+tables written only by it: ``seat_to_status`` (``concert|seat`` -> [status, version]) and
+``concert_to_counts`` (concert -> seats, held, sold). Seats never touched are available.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from services.seat_projection.core import AVAILABLE, HELD, SOLD, Counts, SeatView, apply
+from services.seat_projection.settings import ProjectionSettings
+from shared.errors import InvalidRequest, ServiceError
+from shared.events import ConcertCreated, UnknownMessage, decode, seat_key
+from shared.faust_app import create_faust_app, raw_topic
+from shared.faust_web import AiohttpServer
+from shared.http import error_middleware, json_response
+from shared.ids import ID_RULE, is_valid_id
+from shared.metrics import HttpMetrics
+from shared.stream_metrics import StreamMetrics
+from shared.topics import consumed_by
+
+log = logging.getLogger(__name__)
+MAX_LIMIT = 1000
+STATUSES = (AVAILABLE, HELD, SOLD)
+
+
+class ConcertNotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+def _counts(doc: dict[str, int] | None) -> Counts:
+    return Counts(**doc) if doc else Counts()
+
+
+def _query_int(request: web.Request, name: str, default: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) > high:
+        raise InvalidRequest(f"{name} must be an integer from 0 to {high}", field=name)
+    return int(raw)
+
+
+def create_app(settings: ProjectionSettings) -> faust.App:
+    infra = settings.infra
+    app = create_faust_app(
+        "seat_projection",
+        infra,
+        web_host=settings.host,
+        web_port=settings.port,
+        datadir=settings.datadir,
+    )
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    partitions = infra.kafka_partitions
+    seat_to_status = app.Table("seat_to_status", default=None, partitions=partitions)
+    concert_to_counts = app.Table("concert_to_counts", default=None, partitions=partitions)
+
+    @app.agent(raw_topic(app, *consumed_by("seat_projection")), name="seat_map", concurrency=1)
+    async def seat_map(stream: Any) -> None:
+        async for event in stream.events():
+            topic = event.message.topic
+            metrics.consumed.labels(topic).inc()
+            try:
+                fact = decode(event.value)
+            except UnknownMessage as exc:
+                metrics.undecodable.labels(topic).inc()
+                log.error("skipping undecodable message on %s: %s", topic, exc)
+                continue
+            with metrics.handler_latency.labels("seat_map").time():
+                concert_id = str(getattr(fact, "concert_id", ""))
+                counts = _counts(concert_to_counts.get(concert_id))
+                if isinstance(fact, ConcertCreated):
+                    if counts.seats != fact.seats:
+                        concert_to_counts[concert_id] = {
+                            "seats": fact.seats,
+                            "held": counts.held,
+                            "sold": counts.sold,
+                        }
+                    continue
+                key = seat_key(concert_id, str(getattr(fact, "seat_id", "")))
+                doc = seat_to_status.get(key)
+                seat = SeatView(*doc) if doc else SeatView()
+                changed = apply(seat, counts, fact)
+                if changed is None:
+                    metrics.decisions.labels("stale_or_duplicate").inc()
+                    continue
+                new_seat, new_counts = changed
+                seat_to_status[key] = [new_seat.status, new_seat.version]
+                concert_to_counts[concert_id] = {
+                    "seats": new_counts.seats,
+                    "held": new_counts.held,
+                    "sold": new_counts.sold,
+                }
+                metrics.decisions.labels(new_seat.status).inc()
+
+    async def seats(request: web.Request) -> web.Response:
+        concert_id = request.match_info["concert_id"]
+        if not is_valid_id(concert_id):
+            raise InvalidRequest(f"concert_id must be {ID_RULE}", field="concert_id")
+        status = request.query.get("status")
+        if status is not None and status not in STATUSES:
+            raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}", field="status")
+        limit = _query_int(request, "limit", 100, MAX_LIMIT)
+        counts = _counts(concert_to_counts.get(concert_id))
+        after = _query_int(request, "after", 0, max(counts.seats, 1))
+        if counts.seats == 0:
+            raise ConcertNotFound(f"no seat map for concert {concert_id!r} (yet)")
+        page: list[dict[str, str]] = []
+        last = after
+        for n in range(after + 1, counts.seats + 1):
+            if len(page) >= limit:
+                break
+            last = n
+            doc = seat_to_status.get(seat_key(concert_id, str(n)))
+            seat_status = doc[0] if doc else AVAILABLE
+            if status is None or seat_status == status:
+                page.append({"seat_id": str(n), "status": seat_status})
+        more = len(page) >= limit and last < counts.seats
+        return json_response(
+            {
+                "concert_id": concert_id,
+                "counts": {
+                    "available": counts.available,
+                    "held": counts.held,
+                    "sold": counts.sold,
+                },
+                "seats": page,
+                "next_after": str(last) if more else None,
+            }
+        )
+
+    http_metrics = HttpMetrics(registry)
+    web_app = web.Application(middlewares=[http_metrics.middleware, error_middleware])
+
+    async def healthz(request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def resources(web_app: web.Application) -> AsyncIterator[None]:
+        yield
+
+    web_app.cleanup_ctx.append(resources)
+    web_app.router.add_get("/v1/concerts/{concert_id}/seats", seats)
+    web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/readyz", healthz)  # served only after table recovery
+    web_app.router.add_get("/metrics", http_metrics.handler)
+    app.web_server(AiohttpServer(web_app, settings.host, settings.port))
+    return app

@@ -1,0 +1,94 @@
+"""The one place Faust apps are configured: broker, idempotent producer, timeouts, web, topics.
+
+Every Faust service builds its app with `create_faust_app`, so broker addresses, processing
+guarantee and the (short, in dev/test) group timeouts are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.transport.drivers import TRANSPORTS
+from faust.transport.drivers.aiokafka import Producer, Transport
+
+from shared.settings import InfraSettings
+from shared.topics import ensure_topics
+
+
+class IdempotentProducer(Producer):
+    """Faust enables broker-side de-duplication only for exactly-once; we want it always."""
+
+    def _settings_extra(self) -> dict[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+class IdempotentTransport(Transport):
+    Producer = IdempotentProducer
+
+
+TRANSPORTS.aliases["kafka+idempotent"] = "shared.faust_app:IdempotentTransport"
+
+
+def broker_urls(infra: InfraSettings) -> list[str]:
+    scheme = "kafka+idempotent" if infra.kafka_idempotent else "kafka"
+    brokers = infra.kafka_brokers or "127.0.0.1:9092"
+    return [f"{scheme}://{b.strip()}" for b in brokers.split(",") if b.strip()]
+
+
+def create_faust_app(
+    app_id: str, infra: InfraSettings, *, web_host: str, web_port: int, datadir: Path
+) -> faust.App:
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        app_id,
+        broker=broker_urls(infra),
+        store="memory://",  # tables recover from their compacted changelogs on start
+        datadir=str(datadir),
+        topic_partitions=infra.kafka_partitions,
+        topic_replication_factor=infra.kafka_replication,
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        producer_linger_ms=infra.kafka_linger_ms,
+        broker_session_timeout=infra.kafka_session_timeout_s,
+        broker_heartbeat_interval=infra.kafka_heartbeat_s,
+        broker_rebalance_timeout=infra.kafka_rebalance_timeout_s,
+        broker_commit_interval=0.5,
+        consumer_auto_offset_reset="earliest",
+        stream_recovery_delay=0.0,
+        table_standby_replicas=0,
+        web_host=web_host,
+        web_bind=web_host,
+        web_port=web_port,
+        web_in_thread=False,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+
+def raw_topic(app: faust.App, *names: str) -> Any:
+    """A topic (or several co-partitioned ones) of raw bytes; the event catalog decodes."""
+    return app.topic(
+        *names,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=app.conf.topic_partitions,
+    )
+
+
+def run_worker(app: faust.App, infra: InfraSettings) -> int:
+    """Declare the catalog's topics, then run a Faust worker until SIGTERM/SIGINT (drains)."""
+    brokers = infra.kafka_brokers or "127.0.0.1:9092"
+    asyncio.run(ensure_topics(brokers, infra.kafka_partitions, infra.kafka_replication))
+    worker = faust.Worker(app, loglevel="INFO", quiet=True)
+    worker.execute_from_commandline()  # exits the process itself
+    return 0

@@ -1,0 +1,36 @@
+"""Serve an aiohttp app from a Faust worker, started only after table recovery.
+
+Registered with `app.web_server(...)`, it replaces Faust's own web stack (so none of its
+table-dump endpoints exist) and lets Faust services share the aiohttp shell of the queue
+service: the same error envelope, middlewares and /metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from mode import Service
+
+
+class AiohttpServer(Service):
+    def __init__(self, web_app: web.Application, host: str, port: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.web_app = web_app
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    def get_web_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def on_start(self) -> None:
+        self._runner = web.AppRunner(self.web_app, access_log=None, shutdown_timeout=5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.log.info("serving on %s", self.get_web_url())
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
