@@ -1,0 +1,162 @@
+"""The whole pipeline as separate processes (queue, reservation, payment, seat projection) on the
+session's real Redis and broker, plus an HTTP client that speaks its API."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from infra.processes import free_port, kill
+from infra.stack import ServiceProc, Stack
+from tests.support.queue import SECRET, eventually, new_id
+
+ADMIN_TOKEN = "admin-" + secrets.token_hex(16)
+TERMINAL = {"confirmed", "rejected", "expired", "payment_failed", "refunded"}
+FAUST_SERVICES = ("reservation", "payment", "seat_projection")
+
+
+@dataclass
+class Pipeline:
+    stack: Stack
+    http: aiohttp.ClientSession
+    urls: dict[str, str]
+    ports: dict[str, int]
+
+    def url(self, service: str, path: str) -> str:
+        return self.urls[service] + path
+
+    async def call(
+        self, method: str, service: str, path: str, **kwargs: Any
+    ) -> tuple[int, dict[str, Any]]:
+        async with self.http.request(method, self.url(service, path), **kwargs) as r:
+            body = await r.json() if r.content_type == "application/json" else {}
+            return r.status, body
+
+    async def create_concert(self, seats: int, price: int = 100) -> str:
+        concert = new_id("c")
+        status, body = await self.call(
+            "POST",
+            "reservation",
+            "/v1/concerts",
+            json={"concert_id": concert, "seats": seats, "price": price},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        assert status == 201, body
+        return concert
+
+    async def active_token(self, concert: str, user: str) -> str:
+        """Enter the queue and poll until admitted (the test stack admits at once)."""
+        status, body = await self.call(
+            "POST", "queue", "/v1/queue/tokens", json={"concert_id": concert, "user_id": user}
+        )
+        assert status in (200, 201), body
+        token = str(body["token"])
+
+        async def active() -> bool:
+            _, b = await self.call("GET", "queue", f"/v1/queue/tokens/{token}")
+            return b.get("status") == "active"
+
+        await eventually(active, within=20)
+        return token
+
+    async def reserve(self, token: str, concert: str, seat: str, user: str) -> tuple[int, Any]:
+        return await self.call(
+            "POST",
+            "reservation",
+            "/v1/reservations",
+            json={"concert_id": concert, "seat_id": seat, "user_id": user},
+            headers={"Queue-Token": token},
+        )
+
+    async def pay(self, token: str, reservation_id: str, user: str) -> tuple[int, Any]:
+        return await self.call(
+            "POST",
+            "reservation",
+            f"/v1/reservations/{reservation_id}/payment",
+            json={"user_id": user},
+            headers={"Queue-Token": token},
+        )
+
+    async def reservation(self, reservation_id: str, wait_ms: int = 0) -> dict[str, Any]:
+        status, body = await self.call(
+            "GET", "reservation", f"/v1/reservations/{reservation_id}?wait_ms={wait_ms}"
+        )
+        assert status == 200, body
+        return body
+
+    async def settled(
+        self, reservation_id: str, statuses: Iterable[str], within: float = 30.0
+    ) -> dict[str, Any]:
+        """Wait (long-polling) until the reservation is in one of `statuses`."""
+        wanted = set(statuses)
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            body = await self.reservation(reservation_id, wait_ms=2000)
+            if body["status"] in wanted:
+                return body
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{reservation_id} stuck in {body['status']}")
+
+    async def seat_map(self, concert: str, **query: str) -> dict[str, Any]:
+        params = "&".join(f"{k}={v}" for k, v in query.items())
+        status, body = await self.call(
+            "GET", "seat_projection", f"/v1/concerts/{concert}/seats?{params}"
+        )
+        assert status == 200, body
+        return body
+
+    def service(self, name: str) -> ServiceProc:
+        return next(s for s in self.stack.services if s.name == name)
+
+    def crash(self, name: str) -> None:
+        """SIGKILL a service's processes (no drain, no flush)."""
+        service = self.service(name)
+        for proc in service.procs:
+            kill(proc)
+        self.stack.services.remove(service)
+
+    def start(self, name: str) -> None:
+        self.stack.start_service(name, port=self.ports[name])
+
+
+@asynccontextmanager
+async def pipeline(
+    workdir: Path, redis_url: str, brokers: str, **env: str
+) -> AsyncIterator[Pipeline]:
+    """Start every service as its own process; stop them all at the end."""
+    stack = Stack(workdir)
+    stack.env.update(
+        {
+            "APP_ENV": "test",
+            "REDIS_URL": redis_url,
+            "KAFKA_BROKERS": brokers,
+            "QUEUE_TOKEN_SECRET": SECRET,
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "QUEUE_ENTRY_RATE_PER_IP": "0",
+            "QUEUE_ENTRY_RATE_PER_USER": "0",
+            "QUEUE_ADMIT_PER_S": "100000",
+            "QUEUE_MAX_ACTIVE": "1000000",
+            "QUEUE_ADMISSION_INTERVAL_MS": "20",
+            "HOLD_SWEEP_S": "0.1",
+            "PAYMENT_LATENCY_MS": "5",
+            **env,
+        }
+    )
+    ports = {name: free_port() for name in (*FAUST_SERVICES, "queue")}
+    connector = aiohttp.TCPConnector(limit=200)
+    http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30))
+    try:
+        await asyncio.to_thread(stack.start_infra)
+        for name, port in ports.items():
+            await asyncio.to_thread(stack.start_service, name, port=port)
+        yield Pipeline(stack, http, {s.name: s.url for s in stack.services}, ports)
+    finally:
+        await http.close()
+        await asyncio.to_thread(stack.stop)
