@@ -57,6 +57,10 @@ def create_faust_app(
         broker_rebalance_timeout=infra.kafka_rebalance_timeout_s,
         broker_commit_interval=0.5,
         consumer_auto_offset_reset="earliest",
+        # Static membership (KIP-345): a worker restarted after a crash takes its own place back
+        # at once, instead of waiting for the broker to expire the dead member (noida-db never
+        # does). Each worker of a service needs its own FAUST_WORKER_ID (0, 1, ...).
+        consumer_group_instance_id=f"{app_id}-{infra.faust_worker_id}",
         stream_recovery_delay=0.0,
         table_standby_replicas=0,
         web_host=web_host,

@@ -105,6 +105,7 @@ class InfraSettings:
     kafka_session_timeout_s: float
     kafka_heartbeat_s: float
     kafka_rebalance_timeout_s: float
+    faust_worker_id: int
 
     @classmethod
     def from_env(cls, e: Env) -> InfraSettings:
@@ -130,6 +131,7 @@ class InfraSettings:
             kafka_rebalance_timeout_s=e.number(
                 "KAFKA_REBALANCE_TIMEOUT_S", 60.0 if prod else 6.0, minimum=1.0
             ),
+            faust_worker_id=e.integer("FAUST_WORKER_ID", 0, minimum=0),
         )
 
 

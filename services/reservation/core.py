@@ -33,6 +33,7 @@ AVAILABLE, HELD, SOLD = "available", "held", "sold"
 PENDING, CONFIRMED, REJECTED = "pending", "confirmed", "rejected"
 EXPIRED, PAYMENT_FAILED, REFUNDED = "expired", "payment_failed", "refunded"
 TERMINAL = frozenset({CONFIRMED, REJECTED, EXPIRED, PAYMENT_FAILED, REFUNDED})
+STATUSES = (PENDING, HELD, *sorted(TERMINAL))
 
 
 @dataclass(frozen=True, slots=True)

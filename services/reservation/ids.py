@@ -39,8 +39,16 @@ class ReservationIds:
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:12]
 
-    def new(self, concert_id: str, seat_id: str, user_id: str) -> str:
-        payload = f"{concert_id}|{seat_id}|{user_id}|{secrets.token_hex(8)}".encode("ascii")
+    def new(
+        self, concert_id: str, seat_id: str, user_id: str, idempotency_key: str | None = None
+    ) -> str:
+        """A fresh id, or with the client's idempotency key the same id for the same request."""
+        base = f"{concert_id}|{seat_id}|{user_id}"
+        if idempotency_key is None:
+            nonce = secrets.token_hex(8)
+        else:
+            nonce = hmac.new(self._key, f"{base}|{idempotency_key}".encode(), "sha256").hexdigest()
+        payload = f"{base}|{nonce[:16]}".encode("ascii")
         return f"{PREFIX}.{_b64(payload)}.{_b64(self._mac(payload))}"
 
     def parse(self, reservation_id: str) -> ReservationRef | None:

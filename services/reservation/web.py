@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from services.reservation.context import Reservations, now_ms
-from services.reservation.core import EXPIRED, HELD, PENDING, TERMINAL, Reservation
+from services.reservation.core import EXPIRED, HELD, PENDING, STATUSES, Reservation
 from services.reservation.ids import ReservationRef, payment_id_for
 from services.reservation.store import Concert
 from shared.errors import InvalidRequest, RateLimited, ServiceError, Unavailable
@@ -23,6 +23,7 @@ from shared.http import (
     read_json_object,
     require_id,
 )
+from shared.ids import ID_RULE, is_valid_id
 from shared.metrics import HttpMetrics
 from shared.redis_client import AnyRedis
 
@@ -121,7 +122,10 @@ async def reserve(request: web.Request) -> web.Response:
     if not seat_id.isdigit() or not 1 <= int(seat_id) <= concert.seats or seat_id[0] == "0":
         raise NotFound(f"concert {concert_id!r} has no seat {seat_id!r}", field="seat_id")
     claims = (await ctx.room.validate(token, concert_id=concert_id, user_id=user_id)).claims
-    rid = ctx.ids.new(concert_id, seat_id, user_id)
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key is not None and not is_valid_id(idempotency_key):
+        raise InvalidRequest(f"Idempotency-Key must be {ID_RULE}", field="Idempotency-Key")
+    rid = ctx.ids.new(concert_id, seat_id, user_id, idempotency_key)
     s = ctx.settings
     ttl_ms = int(s.seat_hold_s * 1000) + 60_000  # pending + held, plus a margin
     if not await ctx.store.take_hold(
@@ -182,18 +186,26 @@ def _view(reservation_id: str, ref: ReservationRef, r: Reservation | None) -> di
 
 
 async def get_reservation(request: web.Request) -> web.Response:
+    """`?wait_ms=N` long-polls while the status is still `?seen=` (default: pending)."""
     ctx = request.app[CTX]
     rid = request.match_info["reservation_id"]
     ref = _ref(ctx, rid)
     raw_wait = request.query.get("wait_ms", "0")
     if not raw_wait.isdigit() or int(raw_wait) > MAX_WAIT_MS:
         raise InvalidRequest(f"wait_ms must be an integer from 0 to {MAX_WAIT_MS}", field="wait_ms")
+    seen = request.query.get("seen", PENDING)
+    if seen not in STATUSES:
+        raise InvalidRequest(f"seen must be one of {', '.join(STATUSES)}", field="seen")
     current = ctx.reservation(rid)
-    if int(raw_wait) > 0 and (current is None or current.status not in TERMINAL):
+    deadline = asyncio.get_running_loop().time() + int(raw_wait) / 1000
+    while (current.status if current else PENDING) == seen:
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            break
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         ctx.waiters[rid].append(fut)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(fut, int(raw_wait) / 1000)
+            await asyncio.wait_for(fut, left)
         current = ctx.reservation(rid)
     return json_response(_view(rid, ref, current))
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared.events import SeatConfirmed, decode
 from tests.support.pipeline import TERMINAL, Pipeline, pipeline
-from tests.support.queue import eventually, new_id
+from tests.support.queue import eventually
 
 pytestmark = pytest.mark.slow
+T = TypeVar("T")
 
 
 async def buyers(p: Pipeline, concert: str, n: int) -> list[tuple[str, str]]:
@@ -62,6 +64,7 @@ async def confirmed_seat_log(brokers: str) -> list[SeatConfirmed]:
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         facts: list[SeatConfirmed] = []
+
         async def behind() -> bool:
             return any([await consumer.position(tp) < end[tp] for tp in tps])
 
@@ -141,3 +144,202 @@ class TestRace:
         assert_no_seat_sold_twice(
             [f for f in await confirmed_seat_log(kafka_brokers) if f.concert_id == concert]
         )
+
+
+class TestPaymentFailures:
+    async def test_failed_payments_release_their_seats_which_can_be_bought_again(
+        self, tmp_path: Path, redis_url: str, kafka_brokers: str
+    ) -> None:
+        async with pipeline(tmp_path, redis_url, kafka_brokers, PAYMENT_FAILURE_RATE="0.3") as p:
+            concert = await p.create_concert(seats=60)
+            users = await buyers(p, concert, 60)
+            rids = await gather_limited(
+                [reserve_ok(p, t, concert, str(i + 1), u) for i, (u, t) in enumerate(users)]
+            )
+            held = await gather_limited([p.settled(r, {"held"}) for r in rids])
+            token_of = dict(users)
+            await gather_limited(
+                [p.pay(token_of[o["user_id"]], o["reservation_id"], o["user_id"]) for o in held]
+            )
+            done = await gather_limited([p.settled(r, TERMINAL) for r in rids])
+            by_status = Counter(o["status"] for o in done)
+            assert set(by_status) <= {"confirmed", "payment_failed"}
+            assert by_status["payment_failed"] > 0, "a 0.3 failure rate failed nobody"
+            failed = [o for o in done if o["status"] == "payment_failed"]
+
+            # Someone else can take each released seat now.
+            retry_user, retry_token = "retry-buyer", await p.active_token(concert, "retry-buyer")
+            seat = failed[0]["seat_id"]
+            again = await reserve_ok(p, retry_token, concert, seat, retry_user)
+            assert (await p.settled(again, {"held", "rejected"}))["status"] == "held"
+
+            async def settled_map() -> dict[str, Any] | None:
+                m = await p.seat_map(concert, limit="100")
+                c = m["counts"]
+                expected = (60 - by_status["confirmed"] - 1, 1, by_status["confirmed"])
+                return m if (c["available"], c["held"], c["sold"]) == expected else None
+
+            seats = await eventually(settled_map, within=20)
+            held_seats = [s["seat_id"] for s in seats["seats"] if s["status"] == "held"]
+            assert held_seats == [seat]  # nothing else is held: no seat stuck
+
+
+class TestHoldExpiry:
+    async def test_an_unpaid_hold_expires_and_a_late_payment_is_refunded(
+        self, tmp_path: Path, redis_url: str, kafka_brokers: str
+    ) -> None:
+        # Payments take longer than holds last: every payment completes after its hold expired.
+        async with pipeline(
+            tmp_path, redis_url, kafka_brokers, SEAT_HOLD_S="1.5", PAYMENT_LATENCY_MS="3000"
+        ) as p:
+            concert = await p.create_concert(seats=5)
+            (idle, idle_token), (late, late_token) = await buyers(p, concert, 2)
+            unpaid = await reserve_ok(p, idle_token, concert, "1", idle)
+            paid_late = await reserve_ok(p, late_token, concert, "2", late)
+            await p.settled(paid_late, {"held"})
+            status, body = await p.pay(late_token, paid_late, late)
+            assert status == 202, body
+
+            expired = await p.settled(unpaid, TERMINAL)
+            assert (expired["status"], expired["reason"]) == ("expired", "hold_expired")
+            refunded = await p.settled(paid_late, TERMINAL - {"expired"})
+            assert refunded["status"] == "refunded"
+            assert refunded["payment_id"] == body["payment_id"]
+
+            # The expired seat is free again, and a payment attempt on it now is a 410.
+            status, error = await p.pay(idle_token, unpaid, idle)
+            assert status == 410 and error["error"]["code"] == "hold_expired"
+
+            async def all_free() -> bool:
+                counts = (await p.seat_map(concert))["counts"]
+                return bool(counts == {"available": 5, "held": 0, "sold": 0})
+
+            await eventually(all_free, within=10)
+
+
+class TestDuplicates:
+    async def test_replaying_every_event_of_a_sale_changes_nothing(
+        self, default_pipeline: Pipeline, kafka_brokers: str, redis_url: str
+    ) -> None:
+        p = default_pipeline
+        concert = await p.create_concert(seats=10)
+        users = await buyers(p, concert, 12)
+        rids = await gather_limited(
+            [reserve_ok(p, t, concert, str(i % 10 + 1), u) for i, (u, t) in enumerate(users)]
+        )
+        first = await gather_limited([p.settled(r, {"held", "rejected"}) for r in rids])
+        token_of = dict(users)
+        for o in first:
+            if o["status"] == "held":
+                await p.pay(token_of[o["user_id"]], o["reservation_id"], o["user_id"])
+        before = await gather_limited([p.settled(r, TERMINAL) for r in rids])
+        seats_before = await eventually(
+            lambda: _counts_if_sold(p, concert, sum(o["status"] == "confirmed" for o in before))
+        )
+        charges_before = await _charges(redis_url)
+
+        replayed = await _replay_concert(kafka_brokers, concert)
+        assert replayed >= 3 * 10  # requests, payment requests and results, seat facts
+
+        await asyncio.sleep(2.0)  # give the replay time to be (not) acted on
+        after = await gather_limited([p.reservation(r) for r in rids])
+        assert [(o["status"], o["payment_id"]) for o in after] == [
+            (o["status"], o["payment_id"]) for o in before
+        ]
+        assert (await p.seat_map(concert))["counts"] == seats_before["counts"]
+        assert await _charges(redis_url) == charges_before
+
+
+class TestCrash:
+    async def test_a_killed_reservation_worker_recovers_its_seats_from_the_changelog(
+        self, default_pipeline: Pipeline, kafka_brokers: str
+    ) -> None:
+        p = default_pipeline
+        concert = await p.create_concert(seats=50)
+        users = await buyers(p, concert, 150)
+        token_of = dict(users)
+
+        async def retrying(call: Callable[[], Awaitable[T]]) -> T:
+            """A client retries what failed while the worker was down (same idempotency key)."""
+            for _ in range(300):
+                try:
+                    return await call()
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            raise AssertionError("the reservation worker never came back")
+
+        async def buy(i: int, user: str) -> str:
+            seat, token = str(i % 50 + 1), token_of[user]
+            status, body = await retrying(lambda: p.reserve(token, concert, seat, user, user))
+            assert status == 202, body
+            rid = str(body["reservation_id"])
+            outcome = await retrying(lambda: p.settled(rid, {"held", "rejected"}, within=60))
+            if outcome["status"] == "held":
+                status, body = await retrying(lambda: p.pay(token, rid, user))
+                assert status in (202, 409), body
+            return rid
+
+        flows = [asyncio.ensure_future(buy(i, u)) for i, (u, _) in enumerate(users[:75])]
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(p.crash, "reservation")  # SIGKILL mid-run
+        await asyncio.to_thread(p.start, "reservation")
+        rids = await asyncio.gather(*flows)
+        rids += await gather_limited([buy(i, u) for i, (u, _) in enumerate(users[75:], 75)])
+        done = await gather_limited([p.settled(r, TERMINAL, within=60) for r in rids])
+        confirmed = [o for o in done if o["status"] == "confirmed"]
+        assert len({o["seat_id"] for o in confirmed}) == len(confirmed) == 50
+        assert_no_seat_sold_twice(
+            [f for f in await confirmed_seat_log(kafka_brokers) if f.concert_id == concert]
+        )
+        seats = await eventually(lambda: _counts_if_sold(p, concert, 50))
+        assert seats["counts"] == {"available": 0, "held": 0, "sold": 50}
+
+
+async def _counts_if_sold(p: Pipeline, concert: str, sold: int) -> dict[str, Any] | None:
+    seats = await p.seat_map(concert)
+    return seats if seats["counts"]["sold"] == sold and seats["counts"]["held"] == 0 else None
+
+
+async def _charges(redis_url: str) -> int:
+    from shared.redis_client import create_redis
+
+    redis = create_redis(redis_url, socket_timeout=1.0, max_connections=2)
+    try:
+        return int(await redis.get("psp:charges") or 0)
+    finally:
+        await redis.aclose()
+
+
+async def _replay_concert(brokers: str, concert: str) -> int:
+    """Publish again, byte for byte, every message about `concert` on every catalog topic."""
+    from shared.topics import CATALOG
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=brokers)
+    await consumer.start()
+    await producer.start()
+    try:
+        await consumer.topics()
+        tps = [
+            TopicPartition(spec.name, n)
+            for spec in CATALOG
+            for n in consumer.partitions_for_topic(spec.name) or ()
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        copies = []
+        pending = {tp for tp in tps if end[tp] > 0}
+        while pending:
+            for tp, records in (await consumer.getmany(*pending, timeout_ms=500)).items():
+                for record in records:
+                    if f'"concert_id":"{concert}"'.encode() in (record.value or b""):
+                        copies.append((tp, record.key, record.value))
+                if await consumer.position(tp) >= end[tp]:
+                    pending.discard(tp)
+        for tp, key, value in copies:
+            await producer.send_and_wait(tp.topic, value, key=key, partition=tp.partition)
+        return len(copies)
+    finally:
+        await producer.stop()
+        await consumer.stop()

@@ -66,13 +66,16 @@ class Pipeline:
         await eventually(active, within=20)
         return token
 
-    async def reserve(self, token: str, concert: str, seat: str, user: str) -> tuple[int, Any]:
+    async def reserve(
+        self, token: str, concert: str, seat: str, user: str, key: str | None = None
+    ) -> tuple[int, Any]:
+        headers = {"Queue-Token": token, **({"Idempotency-Key": key} if key else {})}
         return await self.call(
             "POST",
             "reservation",
             "/v1/reservations",
             json={"concert_id": concert, "seat_id": seat, "user_id": user},
-            headers={"Queue-Token": token},
+            headers=headers,
         )
 
     async def pay(self, token: str, reservation_id: str, user: str) -> tuple[int, Any]:
@@ -84,10 +87,11 @@ class Pipeline:
             headers={"Queue-Token": token},
         )
 
-    async def reservation(self, reservation_id: str, wait_ms: int = 0) -> dict[str, Any]:
-        status, body = await self.call(
-            "GET", "reservation", f"/v1/reservations/{reservation_id}?wait_ms={wait_ms}"
-        )
+    async def reservation(
+        self, reservation_id: str, wait_ms: int = 0, seen: str = "pending"
+    ) -> dict[str, Any]:
+        path = f"/v1/reservations/{reservation_id}?wait_ms={wait_ms}&seen={seen}"
+        status, body = await self.call("GET", "reservation", path)
         assert status == 200, body
         return body
 
@@ -97,9 +101,11 @@ class Pipeline:
         """Wait (long-polling) until the reservation is in one of `statuses`."""
         wanted = set(statuses)
         deadline = asyncio.get_running_loop().time() + within
+        seen = "pending"
         while True:
-            body = await self.reservation(reservation_id, wait_ms=2000)
-            if body["status"] in wanted:
+            body = await self.reservation(reservation_id, wait_ms=2000, seen=seen)
+            seen = body["status"]
+            if seen in wanted:
                 return body
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{reservation_id} stuck in {body['status']}")
