@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue clean
+.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue bench-reservation clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ fmt: deps ## Apply ruff's fixes and formatting
 
 bench-queue: deps ## Benchmark the queue service (1 and 2 workers) against bare aiohttp
 	$(PY) -m perf.bench_queue
+
+bench-reservation: deps ## Benchmark reserve -> pay -> confirm end to end against raw aiokafka
+	$(PY) -m perf.bench_reservation
 
 clean: ## Remove the virtualenv, caches and run data
 	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache

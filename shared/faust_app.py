@@ -14,6 +14,7 @@ import faust
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import Producer, Transport
 
+from shared.kafka_compat import pace_fetches
 from shared.settings import InfraSettings
 from shared.topics import ensure_topics
 
@@ -42,6 +43,7 @@ def create_faust_app(
     app_id: str, infra: InfraSettings, *, web_host: str, web_port: int, datadir: Path
 ) -> faust.App:
     datadir.mkdir(parents=True, exist_ok=True)
+    pace_fetches(infra.kafka_fetch_min_interval_ms)
     return faust.App(
         app_id,
         broker=broker_urls(infra),

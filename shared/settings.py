@@ -106,6 +106,7 @@ class InfraSettings:
     kafka_heartbeat_s: float
     kafka_rebalance_timeout_s: float
     faust_worker_id: int
+    kafka_fetch_min_interval_ms: float
 
     @classmethod
     def from_env(cls, e: Env) -> InfraSettings:
@@ -132,6 +133,9 @@ class InfraSettings:
                 "KAFKA_REBALANCE_TIMEOUT_S", 60.0 if prod else 6.0, minimum=1.0
             ),
             faust_worker_id=e.integer("FAUST_WORKER_ID", 0, minimum=0),
+            kafka_fetch_min_interval_ms=e.number(
+                "KAFKA_FETCH_MIN_INTERVAL_MS", 5.0, minimum=0.0, maximum=1000.0
+            ),
         )
 
 

@@ -217,6 +217,7 @@ def create_app(settings: QueueSettings) -> web.Application:
                 store,
                 metrics,
                 session_timeout_s=infra.kafka_session_timeout_s,
+                fetch_min_interval_ms=infra.kafka_fetch_min_interval_ms,
             )
             confirmations = asyncio.create_task(consumer.run(), name="confirmations")
         yield

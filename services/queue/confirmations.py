@@ -18,6 +18,7 @@ from services.queue.store import QueueStore
 from shared.errors import Unavailable
 from shared.events import SeatConfirmed, UnknownMessage, decode
 from shared.holds import open_holds
+from shared.kafka_compat import pace_fetches
 from shared.redis_client import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,15 @@ GROUP = "queue"
 
 class Confirmations:
     def __init__(
-        self, brokers: str, store: QueueStore, metrics: QueueMetrics, *, session_timeout_s: float
+        self,
+        brokers: str,
+        store: QueueStore,
+        metrics: QueueMetrics,
+        *,
+        session_timeout_s: float,
+        fetch_min_interval_ms: float,
     ) -> None:
+        pace_fetches(fetch_min_interval_ms)
         self.store = store
         self.metrics = metrics
         self.consumer = AIOKafkaConsumer(
