@@ -18,12 +18,38 @@ from infra.stack import ROOT
 START_TIMEOUT_S = 90.0
 
 
-def post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def call(
+    url: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
     )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return int(response.status), json.loads(response.read())
+    with urllib.request.urlopen(request, timeout=15) as response:
+        assert response.status in (200, 201, 202)
+        result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+def buy_one_seat(queue_port: int, reservation_port: int, admin: str) -> str:
+    """Queue, reserve, pay: the status the purchase ends in."""
+    q, r = f"http://127.0.0.1:{queue_port}", f"http://127.0.0.1:{reservation_port}"
+    call(
+        f"{r}/v1/concerts",
+        {"concert_id": "e2e", "seats": 10, "price": 5},
+        {"Authorization": f"Bearer {admin}"},
+    )
+    token = call(f"{q}/v1/queue/tokens", {"concert_id": "e2e", "user_id": "fan-1"})["token"]
+    deadline = time.monotonic() + 10
+    while call(f"{q}/v1/queue/tokens/{token}")["status"] != "active":
+        assert time.monotonic() < deadline, "never admitted"
+        time.sleep(0.1)
+    auth = {"Queue-Token": token}
+    body = {"concert_id": "e2e", "seat_id": "7", "user_id": "fan-1"}
+    rid = call(f"{r}/v1/reservations", body, auth)["reservation_id"]
+    assert call(f"{r}/v1/reservations/{rid}?wait_ms=10000")["status"] == "held"
+    call(f"{r}/v1/reservations/{rid}/payment", {"user_id": "fan-1"}, auth)
+    return str(call(f"{r}/v1/reservations/{rid}?wait_ms=10000&seen=held")["status"])
 
 
 def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float) -> list[str]:
@@ -57,13 +83,19 @@ class TestMakeRun:
     def test_starts_everything_on_loopback_serves_and_stops_cleanly_on_ctrl_c(
         self, tmp_path: Path
     ) -> None:
-        queue_port = free_port()
+        queue_port, reservation_port = free_port(), free_port()
+        admin = "e2e-admin-token-0123456789"
         env = {
             **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "KAFKA_BROKERS")},
             "RUN_DIR": str(tmp_path / "run"),
             "RUN_REDIS_PORT": str(free_port()),
             "RUN_KAFKA_PORT": str(free_port()),
             "QUEUE_PORT": str(queue_port),
+            "RESERVATION_PORT": str(reservation_port),
+            "PAYMENT_PORT": str(free_port()),
+            "SEAT_PROJECTION_PORT": str(free_port()),
+            "ADMIN_TOKEN": admin,
+            "QUEUE_ADMIT_PER_S": "1000",
             "PYTHONUNBUFFERED": "1",
         }
         proc = subprocess.Popen(
@@ -78,13 +110,10 @@ class TestMakeRun:
             output = "".join(wait_for_line(proc, "ready - Ctrl-C", START_TIMEOUT_S))
             assert f"http://127.0.0.1:{queue_port}" in output
             children = children_of(proc.pid)
-            assert len(children) >= 3  # redis, broker, at least one service
+            assert len(children) == 6  # redis, broker and the four services
 
-            status, body = post_json(
-                f"http://127.0.0.1:{queue_port}/v1/queue/tokens",
-                {"concert_id": "e2e-run", "user_id": "fan-1"},
-            )
-            assert status == 201 and body["status"] in ("waiting", "active")
+            assert f"http://127.0.0.1:{reservation_port}" in output
+            assert buy_one_seat(queue_port, reservation_port, admin) == "confirmed"
 
             proc.send_signal(signal.SIGINT)
             rest, _ = proc.communicate(timeout=60)
