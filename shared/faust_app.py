@@ -16,6 +16,7 @@ from faust.transport.drivers.aiokafka import Producer, Transport
 
 from shared.kafka_compat import pace_fetches
 from shared.settings import InfraSettings
+from shared.stream_metrics import StreamMetrics
 from shared.topics import ensure_topics
 
 
@@ -98,3 +99,22 @@ def run_worker(app: faust.App, infra: InfraSettings) -> int:
     worker = faust.Worker(app, loglevel="INFO", quiet=True)
     worker.execute_from_commandline()  # exits the process itself
     return 0
+
+
+def track_consumer_lag(app: faust.App, metrics: StreamMetrics, interval_s: float = 2.0) -> None:
+    """Export per-partition lag (high-water mark minus the next offset to read) as a gauge."""
+
+    @app.timer(interval=interval_s, on_leader=False)  # type: ignore[untyped-decorator]
+    async def report_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic.endswith("-changelog") or "__assignor" in tp.topic:
+                continue
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not fetched yet
+                continue
+            read = getattr(consumer, "_read_offset", {}).get(tp)  # Faust keeps no public one
+            position = read + 1 if read is not None else 0
+            lag = max(0, (highwater or 0) - position)
+            metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)

@@ -21,7 +21,7 @@ from services.payment.core import result_of
 from services.payment.gateway import Outcome, PaymentGateway, SimulatedGateway
 from services.payment.settings import PaymentSettings
 from shared.events import PaymentRequested, RefundPayment, UnknownMessage, decode
-from shared.faust_app import create_faust_app, raw_topic
+from shared.faust_app import create_faust_app, raw_topic, track_consumer_lag
 from shared.faust_web import AiohttpServer
 from shared.http import error_middleware, json_response
 from shared.metrics import HttpMetrics
@@ -111,5 +111,6 @@ def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None)
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_get("/readyz", readyz)
     web_app.router.add_get("/metrics", http_metrics.handler)
+    track_consumer_lag(app, metrics)
     app.web_server(AiohttpServer(web_app, settings.host, settings.port))
     return app

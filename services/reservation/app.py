@@ -20,7 +20,7 @@ from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
 from services.reservation.web import create_web_app
 from shared.events import UnknownMessage, decode
-from shared.faust_app import create_faust_app, raw_topic
+from shared.faust_app import create_faust_app, raw_topic, track_consumer_lag
 from shared.faust_web import AiohttpServer
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.stream_metrics import StreamMetrics
@@ -108,5 +108,6 @@ def create_app(settings: ReservationSettings) -> faust.App:
     async def on_rebalance(sender: Any, **kwargs: Any) -> None:
         rescan_at[0] = 0.0  # partitions moved: rebuild the deadline heap on the next sweep
 
+    track_consumer_lag(app, ctx.metrics)
     app.web_server(AiohttpServer(create_web_app(ctx, redis), settings.host, settings.port))
     return app

@@ -19,7 +19,7 @@ from services.seat_projection.core import AVAILABLE, HELD, SOLD, Counts, SeatVie
 from services.seat_projection.settings import ProjectionSettings
 from shared.errors import InvalidRequest, ServiceError
 from shared.events import ConcertCreated, UnknownMessage, decode, seat_key
-from shared.faust_app import create_faust_app, raw_topic
+from shared.faust_app import create_faust_app, raw_topic, track_consumer_lag
 from shared.faust_web import AiohttpServer
 from shared.http import error_middleware, json_response
 from shared.ids import ID_RULE, is_valid_id
@@ -153,5 +153,6 @@ def create_app(settings: ProjectionSettings) -> faust.App:
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_get("/readyz", healthz)  # served only after table recovery
     web_app.router.add_get("/metrics", http_metrics.handler)
+    track_consumer_lag(app, metrics)
     app.web_server(AiohttpServer(web_app, settings.host, settings.port))
     return app
