@@ -165,6 +165,9 @@ CATALOG: dict[str, type[Message]] = {
 }
 
 
+FIELD_TYPES: dict[str, type] = {"str": str, "int": int}
+
+
 class UnknownMessage(ValueError):
     """Not a message of this catalog (wrong type, version or fields)."""
 
@@ -176,9 +179,14 @@ def decode(raw: bytes | str) -> Message:
         version = doc.pop("v")
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise UnknownMessage(f"undecodable message: {exc!r}") from None
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise UnknownMessage(f"{cls.__name__} schema version {version} is not supported")
     try:
-        return cls(**doc)
+        message = cls(**doc)
     except TypeError as exc:
         raise UnknownMessage(f"{cls.__name__}: {exc}") from None
+    for f in dataclasses.fields(message):
+        expected = FIELD_TYPES[str(f.type)]
+        if type(getattr(message, f.name)) is not expected:  # bool is not an int here
+            raise UnknownMessage(f"{cls.__name__}.{f.name} must be {expected.__name__}")
+    return message

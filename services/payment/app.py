@@ -44,6 +44,18 @@ async def with_retries(call: Any, what: str) -> Outcome:
             await asyncio.sleep(RETRY_S)
 
 
+async def refund_until_done(gw: PaymentGateway, m: RefundPayment) -> Outcome:
+    """Money owed back is never given up on: a declined refund is retried with backoff."""
+    delay = RETRY_S
+    while True:
+        outcome = await with_retries(lambda: gw.refund(m.reservation_id, m.amount), "refund")
+        if outcome.ok:
+            return outcome
+        log.error("refund of %s declined (%s); retrying", m.reservation_id, outcome.reason)
+        await asyncio.sleep(delay)
+        delay = min(30.0, delay * 2)
+
+
 def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None) -> faust.App:
     infra = settings.infra
     app = create_faust_app(
@@ -79,9 +91,7 @@ def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None)
                 continue
             with metrics.handler_latency.labels("payment_agent").time():
                 if isinstance(m, RefundPayment):
-                    outcome = await with_retries(
-                        lambda m=m: gw.refund(m.reservation_id, m.amount), "refund"
-                    )
+                    outcome = await refund_until_done(gw, m)
                     refunds.inc()
                 else:
                     outcome = await with_retries(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from shared.ids import is_valid_id
 
 PREFIX = "r1"
+MAX_CHARS = 400  # three 64-character ids and a nonce encode to about 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ class ReservationIds:
     def parse(self, reservation_id: str) -> ReservationRef | None:
         """The reference inside a genuine id; None for anything else."""
         parts = reservation_id.split(".")
-        if len(reservation_id) > 300 or len(parts) != 3 or parts[0] != PREFIX:
+        if len(reservation_id) > MAX_CHARS or len(parts) != 3 or parts[0] != PREFIX:
             return None
         try:
             payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))

@@ -1,0 +1,577 @@
+"""The seat state machine, rule by rule and as properties: pytest tests/unit/test_seat_core.py"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.reservation.core import (
+    AVAILABLE,
+    CONFIRMED,
+    EXPIRED,
+    HELD,
+    PAYMENT_FAILED,
+    PENDING,
+    REFUNDED,
+    REJECTED,
+    SOLD,
+    Reservation,
+    Seat,
+    decide,
+    evolve_reservation,
+    evolve_seat,
+    is_open,
+)
+from services.reservation.ids import payment_id_for
+from shared.events import (
+    ExpireHold,
+    PaymentCompleted,
+    PaymentFailed,
+    PaymentRefunded,
+    RefundPayment,
+    ReservationRefunded,
+    ReservationRejected,
+    ReservationRequested,
+    SeatConfirmed,
+    SeatHeld,
+    SeatMessage,
+    SeatReleased,
+    utc_iso,
+)
+
+CONCERT, SEAT_ID = "c1", "a-12"
+HOLD_MS = 60_000
+T0 = 1_790_000_000_000
+PRICE = 120
+
+
+def _about(rid: str) -> dict[str, str]:
+    return {
+        "occurred_at": utc_iso(T0),
+        "reservation_id": rid,
+        "concert_id": CONCERT,
+        "seat_id": SEAT_ID,
+        "user_id": f"user-of-{rid}",
+    }
+
+
+def request(rid: str, *, ticket: int = 7, price: int = PRICE) -> ReservationRequested:
+    return ReservationRequested(
+        event_id=f"req:{rid}", **_about(rid), queue_ticket=ticket, price=price
+    )
+
+
+def completed(rid: str, *, amount: int = PRICE) -> PaymentCompleted:
+    return PaymentCompleted(
+        event_id=f"paid:{rid}", **_about(rid), payment_id=payment_id_for(rid), amount=amount
+    )
+
+
+def failed(rid: str) -> PaymentFailed:
+    return PaymentFailed(
+        event_id=f"declined:{rid}",
+        **_about(rid),
+        payment_id=payment_id_for(rid),
+        reason="card_declined",
+    )
+
+
+def expire(rid: str) -> ExpireHold:
+    return ExpireHold(event_id=f"expire:{rid}", **_about(rid))
+
+
+def refunded(rid: str) -> PaymentRefunded:
+    return PaymentRefunded(
+        event_id=f"refunded:{rid}", **_about(rid), payment_id=payment_id_for(rid), amount=PRICE
+    )
+
+
+@dataclass
+class SeatAgent:
+    """The seat agent's fold without its I/O: one seat, its reservations by id, all decisions."""
+
+    seat: Seat = field(default_factory=Seat)
+    reservations: dict[str, Reservation] = field(default_factory=dict)
+    decided: list[SeatMessage] = field(default_factory=list)
+
+    def send(self, m: SeatMessage, now_ms: int = T0) -> list[SeatMessage]:
+        before = self.reservations.get(m.reservation_id)
+        out = decide(self.seat, before, m, now_ms=now_ms, hold_ms=HOLD_MS)
+        after = before
+        for e in out:
+            self.seat = evolve_seat(self.seat, e)
+            after = evolve_reservation(after, m, e)
+        if after is not None:
+            self.reservations[after.reservation_id] = after
+        self.decided.extend(out)
+        return out
+
+    def status(self, rid: str) -> str:
+        return self.reservations[rid].status
+
+
+def agent_after(*messages: SeatMessage) -> SeatAgent:
+    agent = SeatAgent()
+    for m in messages:
+        agent.send(m)
+    return agent
+
+
+class TestRequestingAnAvailableSeat:
+    def test_holds_the_seat_until_the_hold_time_is_up(self) -> None:
+        agent = SeatAgent()
+        [held] = agent.send(request("r1"), now_ms=T0)
+        assert isinstance(held, SeatHeld)
+        assert (held.reservation_id, held.hold_expires_at_ms, held.version) == (
+            "r1",
+            T0 + HOLD_MS,
+            1,
+        )
+        assert agent.seat == Seat(HELD, "r1", T0 + HOLD_MS, 1)
+
+    def test_records_the_reservation_as_held_with_its_ticket_and_price(self) -> None:
+        agent = SeatAgent()
+        agent.send(request("r1", ticket=42, price=99), now_ms=T0)
+        r = agent.reservations["r1"]
+        assert (r.status, r.queue_ticket, r.price, r.hold_expires_at_ms, r.reason) == (
+            HELD,
+            42,
+            99,
+            T0 + HOLD_MS,
+            None,
+        )
+
+    def test_names_the_seat_and_user_of_the_request(self) -> None:
+        [held] = SeatAgent().send(request("r1"))
+        assert (held.concert_id, held.seat_id, held.user_id) == (CONCERT, SEAT_ID, "user-of-r1")
+
+
+class TestRequestingATakenSeat:
+    def test_rejects_as_seat_taken_while_another_reservation_holds_it(self) -> None:
+        agent = agent_after(request("r1"))
+        [rejected] = agent.send(request("r2"))
+        assert isinstance(rejected, ReservationRejected)
+        assert (rejected.reservation_id, rejected.reason) == ("r2", "seat_taken")
+        assert agent.seat.held_by("r1")
+        assert (agent.status("r2"), agent.reservations["r2"].reason) == (REJECTED, "seat_taken")
+
+    def test_rejects_as_seat_taken_once_the_seat_is_sold(self) -> None:
+        agent = agent_after(request("r1"), completed("r1"))
+        [rejected] = agent.send(request("r2"))
+        assert isinstance(rejected, ReservationRejected) and rejected.reason == "seat_taken"
+        assert (agent.seat.status, agent.seat.reservation_id) == (SOLD, "r1")
+
+    def test_leaves_the_seat_and_its_version_alone(self) -> None:
+        agent = agent_after(request("r1"))
+        seat = agent.seat
+        agent.send(request("r2"))
+        assert agent.seat == seat
+
+
+class TestRedeliveredRequest:
+    def test_decides_nothing_while_the_hold_stands(self) -> None:
+        agent = agent_after(request("r1"))
+        assert agent.send(request("r1"), now_ms=T0 + 5) == []
+        assert agent.seat.hold_expires_at_ms == T0 + HOLD_MS
+
+    def test_decides_nothing_after_a_rejection(self) -> None:
+        agent = agent_after(request("r1"), request("r2"))
+        assert agent.send(request("r2")) == []
+
+    def test_does_not_hold_the_seat_again_once_the_hold_was_released(self) -> None:
+        agent = agent_after(request("r1"), failed("r1"))
+        assert agent.seat.status == AVAILABLE
+        assert agent.send(request("r1")) == []
+        assert agent.seat.status == AVAILABLE and agent.status("r1") == PAYMENT_FAILED
+
+
+class TestPaymentForTheHold:
+    def test_confirms_the_seat_to_the_holder(self) -> None:
+        agent = agent_after(request("r1", ticket=42))
+        [confirmed] = agent.send(completed("r1"), now_ms=T0 + 1000)
+        assert isinstance(confirmed, SeatConfirmed)
+        assert (confirmed.reservation_id, confirmed.payment_id) == ("r1", payment_id_for("r1"))
+        assert (confirmed.queue_ticket, confirmed.version) == (42, 2)
+        assert agent.seat == Seat(SOLD, "r1", 0, 2)
+
+    def test_marks_the_reservation_confirmed_with_its_payment(self) -> None:
+        agent = agent_after(request("r1"), completed("r1"))
+        r = agent.reservations["r1"]
+        assert (r.status, r.payment_id, r.reason) == (CONFIRMED, payment_id_for("r1"), None)
+
+    def test_confirms_a_late_payment_while_no_expiry_has_released_the_hold(self) -> None:
+        # Only an ExpireHold naming the hold releases it; the deadline alone changes nothing.
+        agent = agent_after(request("r1"))
+        [confirmed] = agent.send(completed("r1"), now_ms=T0 + 10 * HOLD_MS)
+        assert isinstance(confirmed, SeatConfirmed)
+
+    def test_decides_nothing_when_the_payment_is_redelivered_after_confirmation(self) -> None:
+        agent = agent_after(request("r1"), completed("r1"))
+        seat = agent.seat
+        assert agent.send(completed("r1")) == []
+        assert agent.seat == seat and agent.status("r1") == CONFIRMED
+
+
+class TestPaymentArrivingAfterExpiry:
+    def test_asks_for_a_refund(self) -> None:
+        agent = SeatAgent()
+        agent.send(request("r1"), now_ms=T0)
+        agent.send(expire("r1"), now_ms=T0 + HOLD_MS)
+        [refund] = agent.send(completed("r1", amount=130))
+        assert isinstance(refund, RefundPayment)
+        assert (refund.reservation_id, refund.payment_id) == ("r1", payment_id_for("r1"))
+        assert (refund.amount, refund.reason) == (130, "hold_expired")
+
+    def test_records_that_the_refund_was_requested(self) -> None:
+        agent = agent_after(request("r1"))
+        agent.send(expire("r1"), now_ms=T0 + HOLD_MS)
+        agent.send(completed("r1"))
+        r = agent.reservations["r1"]
+        assert (r.status, r.refund_requested, r.payment_id) == (EXPIRED, True, payment_id_for("r1"))
+
+    def test_asks_for_nothing_more_when_the_payment_is_delivered_again(self) -> None:
+        agent = agent_after(request("r1"))
+        agent.send(expire("r1"), now_ms=T0 + HOLD_MS)
+        agent.send(completed("r1"))
+        assert agent.send(completed("r1")) == []
+
+    def test_leaves_the_newer_hold_of_another_reservation_alone(self) -> None:
+        agent = agent_after(request("r1"))
+        agent.send(expire("r1"), now_ms=T0 + HOLD_MS)
+        agent.send(request("r2"))
+        seat = agent.seat
+        [refund] = agent.send(completed("r1"))
+        assert isinstance(refund, RefundPayment)
+        assert agent.seat == seat and agent.seat.held_by("r2") and agent.status("r2") == HELD
+
+    def test_asks_for_a_refund_when_the_seat_was_meanwhile_sold_to_another(self) -> None:
+        agent = agent_after(request("r1"))
+        agent.send(expire("r1"), now_ms=T0 + HOLD_MS)
+        agent.send(request("r2"))
+        agent.send(completed("r2"))
+        [refund] = agent.send(completed("r1"))
+        assert isinstance(refund, RefundPayment) and refund.reservation_id == "r1"
+        assert (agent.seat.status, agent.seat.reservation_id) == (SOLD, "r2")
+
+
+class TestPaymentArrivingAfterARelease:
+    def test_asks_for_a_refund_naming_the_failed_hold(self) -> None:
+        agent = agent_after(request("r1"), failed("r1"))
+        [refund] = agent.send(completed("r1"))
+        assert isinstance(refund, RefundPayment) and refund.reason == "hold_payment_failed"
+        assert agent.reservations["r1"].refund_requested
+        assert agent.send(completed("r1")) == []
+
+    def test_asks_for_a_refund_of_a_reservation_the_seat_never_saw(self) -> None:
+        agent = SeatAgent()
+        [refund] = agent.send(completed("ghost"))
+        assert isinstance(refund, RefundPayment) and refund.reason == "unknown_reservation"
+        assert agent.seat == Seat() and agent.reservations == {}
+
+
+class TestPaymentFailure:
+    def test_releases_the_hold(self) -> None:
+        agent = agent_after(request("r1"))
+        [released] = agent.send(failed("r1"))
+        assert isinstance(released, SeatReleased)
+        assert (released.reservation_id, released.reason, released.version) == (
+            "r1",
+            "payment_failed",
+            2,
+        )
+        assert agent.seat == Seat(AVAILABLE, "", 0, 2)
+
+    def test_marks_the_reservation_payment_failed(self) -> None:
+        agent = agent_after(request("r1"), failed("r1"))
+        r = agent.reservations["r1"]
+        assert (r.status, r.reason) == (PAYMENT_FAILED, "payment_failed")
+
+    def test_frees_the_seat_for_the_next_request(self) -> None:
+        agent = agent_after(request("r1"), failed("r1"))
+        [held] = agent.send(request("r2"))
+        assert isinstance(held, SeatHeld) and held.version == 3
+
+    def test_of_a_reservation_not_holding_the_seat_changes_nothing(self) -> None:
+        agent = agent_after(request("r1"))
+        seat = agent.seat
+        assert agent.send(failed("r2")) == []
+        assert agent.seat == seat
+
+    def test_after_confirmation_changes_nothing(self) -> None:
+        agent = agent_after(request("r1"), completed("r1"))
+        assert agent.send(failed("r1")) == []
+        assert agent.seat.status == SOLD and agent.status("r1") == CONFIRMED
+
+
+class TestHoldExpiry:
+    def test_ignores_an_expiry_naming_another_hold(self) -> None:
+        agent = agent_after(request("r1"))
+        assert agent.send(expire("r2"), now_ms=T0 + 2 * HOLD_MS) == []
+        assert agent.seat.held_by("r1")
+
+    def test_ignores_an_expiry_before_the_deadline(self) -> None:
+        agent = agent_after(request("r1"))
+        assert agent.send(expire("r1"), now_ms=T0 + HOLD_MS - 1) == []
+        assert agent.seat.held_by("r1") and agent.status("r1") == HELD
+
+    @pytest.mark.parametrize("late_ms", [0, 1, 3 * HOLD_MS])
+    def test_releases_the_hold_at_or_after_the_deadline(self, late_ms: int) -> None:
+        agent = agent_after(request("r1"))
+        [released] = agent.send(expire("r1"), now_ms=T0 + HOLD_MS + late_ms)
+        assert isinstance(released, SeatReleased)
+        assert (released.reason, released.version) == ("hold_expired", 2)
+        assert agent.seat == Seat(AVAILABLE, "", 0, 2)
+        assert (agent.status("r1"), agent.reservations["r1"].reason) == (EXPIRED, "hold_expired")
+
+    def test_decides_nothing_when_the_expiry_is_delivered_again(self) -> None:
+        agent = agent_after(request("r1"))
+        agent.send(expire("r1"), now_ms=T0 + HOLD_MS)
+        assert agent.send(expire("r1"), now_ms=T0 + HOLD_MS) == []
+
+    def test_ignores_an_expiry_of_a_sold_seat(self) -> None:
+        agent = agent_after(request("r1"), completed("r1"))
+        assert agent.send(expire("r1"), now_ms=T0 + 2 * HOLD_MS) == []
+        assert agent.seat.status == SOLD
+
+
+class TestRefundCompleted:
+    @staticmethod
+    def refund_requested() -> SeatAgent:
+        agent = agent_after(request("r1"))
+        agent.send(expire("r1"), now_ms=T0 + HOLD_MS)
+        agent.send(completed("r1"))
+        return agent
+
+    def test_marks_the_reservation_refunded(self) -> None:
+        agent = self.refund_requested()
+        seat = agent.seat
+        [done] = agent.send(refunded("r1"))
+        assert isinstance(done, ReservationRefunded) and done.payment_id == payment_id_for("r1")
+        r = agent.reservations["r1"]
+        assert (r.status, r.reason) == (REFUNDED, "payment_refunded")
+        assert agent.seat == seat
+
+    def test_decides_nothing_when_the_refund_is_delivered_again(self) -> None:
+        agent = self.refund_requested()
+        agent.send(refunded("r1"))
+        assert agent.send(refunded("r1")) == []
+
+    def test_ignores_a_refund_of_an_unknown_reservation(self) -> None:
+        assert SeatAgent().send(refunded("ghost")) == []
+
+
+class TestSeatVersions:
+    def test_every_seat_change_adds_one(self) -> None:
+        agent = SeatAgent()
+        story = [
+            (request("r1"), T0),
+            (failed("r1"), T0),
+            (request("r2"), T0),
+            (expire("r2"), T0 + HOLD_MS),
+            (request("r3"), T0 + HOLD_MS),
+            (completed("r3"), T0 + HOLD_MS),
+        ]
+        versions = []
+        for m, now in story:
+            [e] = agent.send(m, now_ms=now)
+            versions.append(getattr(e, "version"))  # noqa: B009
+        assert versions == [1, 2, 3, 4, 5, 6]
+        assert agent.seat.version == 6
+
+    def test_decisions_that_change_no_seat_leave_the_version(self) -> None:
+        agent = agent_after(request("r1"))
+        agent.send(request("r2"))
+        agent.send(completed("ghost"))
+        assert agent.seat.version == 1
+
+
+# (history before the cause, the cause): one case per kind of decision
+DERIVING_CASES = [
+    ((), request("r1")),
+    ((request("r1"),), request("r2")),
+    ((request("r1"),), completed("r1")),
+    ((request("r1"),), failed("r1")),
+    ((request("r1"),), expire("r1")),
+    ((request("r1"), failed("r1")), completed("r1")),
+    ((request("r1"), failed("r1"), completed("r1")), refunded("r1")),
+]
+
+
+class TestDerivedEventIds:
+    @pytest.mark.parametrize(("history", "cause"), DERIVING_CASES)
+    def test_are_the_cause_id_and_position(
+        self, history: tuple[SeatMessage, ...], cause: SeatMessage
+    ) -> None:
+        agent = agent_after(*history)
+        [e] = agent.send(cause, now_ms=T0 + HOLD_MS)
+        assert e.event_id == f"{cause.event_id}:0"
+
+    @pytest.mark.parametrize(("history", "cause"), DERIVING_CASES)
+    def test_a_redelivery_at_another_time_decides_the_same_event_id(
+        self, history: tuple[SeatMessage, ...], cause: SeatMessage
+    ) -> None:
+        agent = agent_after(*history)
+        r = agent.reservations.get(cause.reservation_id)
+        first = decide(agent.seat, r, cause, now_ms=T0 + HOLD_MS, hold_ms=HOLD_MS)
+        again = decide(agent.seat, r, cause, now_ms=T0 + HOLD_MS, hold_ms=HOLD_MS)
+        later = decide(agent.seat, r, cause, now_ms=T0 + 2 * HOLD_MS, hold_ms=HOLD_MS)
+        assert [e.to_bytes() for e in first] == [e.to_bytes() for e in again]
+        assert [e.event_id for e in later] == [e.event_id for e in first]
+
+
+class TestOpenReservations:
+    @pytest.mark.parametrize("status", [PENDING, HELD])
+    def test_a_pending_or_held_reservation_counts_against_the_hold_limit(self, status: str) -> None:
+        assert is_open(Reservation("r1", CONCERT, SEAT_ID, "u", status))
+
+    @pytest.mark.parametrize("status", [CONFIRMED, REJECTED, EXPIRED, PAYMENT_FAILED, REFUNDED])
+    def test_a_finished_reservation_does_not(self, status: str) -> None:
+        assert not is_open(Reservation("r1", CONCERT, SEAT_ID, "u", status))
+
+    def test_a_reservation_not_decided_yet_does(self) -> None:
+        assert is_open(None)
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+RESERVATIONS = 3
+KINDS = ("request", "pay", "expire", "refund")
+# How far the clock moves before a step: random, and the steps that reach a deadline exactly.
+tick_st = st.one_of(st.sampled_from([0, 1, HOLD_MS - 1, HOLD_MS]), st.integers(0, 2 * HOLD_MS))
+steps_st = st.lists(
+    st.tuples(st.sampled_from(KINDS), st.integers(0, RESERVATIONS - 1), tick_st),
+    min_size=8,
+    max_size=40,
+)
+# The gateway's one outcome per reservation (it de-duplicates by idempotency key).
+outcomes_st = st.lists(st.booleans(), min_size=RESERVATIONS, max_size=RESERVATIONS)
+
+
+@dataclass
+class Run:
+    agent: SeatAgent
+    delivered: list[tuple[SeatMessage, int]]
+    versions: list[int]
+
+
+def deliver(steps: list[tuple[str, int, int]], outcomes: list[bool], *, causal: bool = True) -> Run:
+    """Fold the steps through the core in the order given, duplicates and all.
+
+    With `causal`, payments and hold expiries name a hold the seat agent has decided (the HTTP
+    API takes a payment only for a held reservation; the sweeper only knows holds from SeatHeld),
+    and refund results follow a RefundPayment: such a step picks its reservation among those.
+    """
+    agent = SeatAgent()
+    held_ever: list[str] = []
+    refund_asked: list[str] = []
+    delivered: list[tuple[SeatMessage, int]] = []
+    versions: list[int] = []
+    now = T0
+    for kind, n, tick in steps:
+        now += tick
+        if not causal or kind == "request":
+            rid = f"r{n}"
+        else:
+            named = refund_asked if kind == "refund" else held_ever
+            if not named:
+                continue
+            rid = named[n % len(named)]
+        m: SeatMessage
+        if kind == "request":
+            m = request(rid, ticket=n)
+        elif kind == "pay":
+            m = completed(rid) if outcomes[int(rid[1:])] else failed(rid)
+        elif kind == "expire":
+            m = expire(rid)
+        else:
+            m = refunded(rid)
+        for e in agent.send(m, now_ms=now):
+            if isinstance(e, SeatHeld):
+                held_ever.append(e.reservation_id)
+            if isinstance(e, RefundPayment) and e.reservation_id not in refund_asked:
+                refund_asked.append(e.reservation_id)
+        delivered.append((m, now))
+        versions.append(agent.seat.version)
+        if causal:
+            assert_seat_and_reservations_agree(agent)
+    return Run(agent, delivered, versions)
+
+
+def assert_seat_and_reservations_agree(agent: SeatAgent) -> None:
+    holding = {rid for rid, r in agent.reservations.items() if r.status in (HELD, CONFIRMED)}
+    if agent.seat.status == AVAILABLE:
+        assert holding == set()
+    else:
+        assert holding == {agent.seat.reservation_id}
+        expected = HELD if agent.seat.status == HELD else CONFIRMED
+        assert agent.status(agent.seat.reservation_id) == expected
+
+
+def count(events: list[SeatMessage], kind: type[SeatMessage]) -> Counter[str]:
+    return Counter(e.reservation_id for e in events if isinstance(e, kind))
+
+
+class TestAnyInterleavingOfOneSeatsMessages:
+    @settings(max_examples=250, deadline=None)
+    @given(steps_st, outcomes_st)
+    def test_confirms_the_seat_to_at_most_one_reservation(
+        self, steps: list[tuple[str, int, int]], outcomes: list[bool]
+    ) -> None:
+        run = deliver(steps, outcomes)
+        confirmed = count(run.agent.decided, SeatConfirmed)
+        assert sum(confirmed.values()) <= 1
+
+    @settings(max_examples=250, deadline=None)
+    @given(steps_st, outcomes_st)
+    def test_every_completed_payment_ends_in_a_seat_or_exactly_one_refund(
+        self, steps: list[tuple[str, int, int]], outcomes: list[bool]
+    ) -> None:
+        run = deliver(steps, outcomes)
+        paid = {m.reservation_id for m, _ in run.delivered if isinstance(m, PaymentCompleted)}
+        confirmed = count(run.agent.decided, SeatConfirmed)
+        refunds = count(run.agent.decided, RefundPayment)
+        for rid in paid:
+            assert confirmed[rid] + refunds[rid] == 1, (rid, confirmed, refunds)
+        assert set(confirmed) | set(refunds) <= paid
+
+    @settings(max_examples=250, deadline=None)
+    @given(steps_st, outcomes_st)
+    def test_replaying_everything_again_decides_nothing_new(
+        self, steps: list[tuple[str, int, int]], outcomes: list[bool]
+    ) -> None:
+        run = deliver(steps, outcomes)
+        seat, reservations = run.agent.seat, dict(run.agent.reservations)
+        for m, now in run.delivered:
+            assert run.agent.send(m, now_ms=now) == [], m
+        assert run.agent.seat == seat and run.agent.reservations == reservations
+
+    @settings(max_examples=250, deadline=None)
+    @given(steps_st, outcomes_st)
+    def test_the_seat_version_never_goes_back(
+        self, steps: list[tuple[str, int, int]], outcomes: list[bool]
+    ) -> None:
+        run = deliver(steps, outcomes)
+        for m, now in run.delivered:  # a second delivery of everything, too
+            run.agent.send(m, now_ms=now)
+            run.versions.append(run.agent.seat.version)
+        assert run.versions == sorted(run.versions)
+        changes = [getattr(e, "version", None) for e in run.agent.decided]
+        seat_versions = [v for v in changes if v is not None]
+        assert seat_versions == list(range(1, len(seat_versions) + 1))
+
+
+class TestMessagesInAnyOrderAtAll:
+    """Even messages no real producer would send in that order cannot sell the seat twice."""
+
+    @settings(max_examples=250, deadline=None)
+    @given(steps_st, outcomes_st)
+    def test_confirm_at_most_one_reservation_and_never_move_the_version_back(
+        self, steps: list[tuple[str, int, int]], outcomes: list[bool]
+    ) -> None:
+        run = deliver(steps, outcomes, causal=False)
+        assert sum(count(run.agent.decided, SeatConfirmed).values()) <= 1
+        assert run.versions == sorted(run.versions)
