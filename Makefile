@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue bench-reservation clean
+.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue bench-queue-workers bench-reservation perf perf-queue perf-reservation perf-spike perf-soak perf-smoke clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -47,11 +47,31 @@ fmt: deps ## Apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-bench-queue: deps ## Benchmark the queue service (1 and 2 workers) against bare aiohttp
+bench-queue: perf-queue ## = perf-queue (the harness's queue scenario, with the aiohttp ceiling)
+
+bench-queue-workers: deps ## Queue service with 1 and 2 worker processes vs bare aiohttp (k6)
 	$(PY) -m perf.bench_queue
 
-bench-reservation: deps ## Benchmark reserve -> pay -> confirm end to end against raw aiokafka
-	$(PY) -m perf.bench_reservation
+bench-reservation: perf-reservation ## = perf-reservation (with the raw aiokafka ceiling)
+
+perf: deps ## All load-test scenarios (queue, reservation, spike, soak) and the report
+	$(PY) -m perf.harness all
+
+perf-queue: deps ## Load test: queue at 1,000 flows/s, then a ramp to its maximum
+	$(PY) -m perf.harness queue
+
+perf-reservation: deps ## Load test: reserve+pay at 500 flows/s, then a ramp to the maximum
+	$(PY) -m perf.harness reservation
+
+perf-spike: deps ## Load test: 50,000 fans in 10 s for 5,000 seats
+	$(PY) -m perf.harness spike
+
+perf-soak: deps ## Load test: 10 minutes at half the maximum
+	$(PY) -m perf.harness reservation soak
+
+perf-smoke: deps ## Every scenario at tiny rates (~1 min): the harness works, the report is sane
+	$(PY) -m perf.harness --smoke all
+	$(PY) -m perf.check_report perf/reports/latest-smoke
 
 clean: ## Remove the virtualenv, caches and run data
 	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache

@@ -4,8 +4,11 @@
 //
 // Environment (__ENV):
 //   BASE_URL      service root, e.g. http://127.0.0.1:8000 (required)
-//   OP            issue | poll | validate | hello                    (default poll)
-//   MODE          saturate (constant-vus) | fixed (constant-arrival-rate)  (default saturate)
+//   OP            issue | poll | validate | hello | flow               (default poll)
+//                 flow: enter a new user, poll its token, validate an active pool token
+//   MODE          saturate (constant-vus) | fixed (constant-arrival-rate) |
+//                 ramp (ramping-arrival-rate RATE -> RATE_TO over DURATION_S) (default saturate)
+//   RATE_TO       final offered rate of a ramp                         (default 4 x RATE)
 //   DURATION_S    seconds of measured load                            (default 10)
 //   WARMUP_S      seconds of the same load before it, not measured     (default 2)
 //   VUS           virtual users for saturate                          (default 64)
@@ -33,6 +36,7 @@ const WARMUP_S = Number(__ENV.WARMUP_S || 2);
 const VUS = Number(__ENV.VUS || 64);
 const RATE = Number(__ENV.RATE || 1000);
 const FIXED_VUS = Number(__ENV.FIXED_VUS || 50);
+const RATE_TO = Number(__ENV.RATE_TO || RATE * 4);
 const CONCERT_ID = __ENV.CONCERT_ID || 'bench';
 const POOL_SIZE = Number(__ENV.POOL_SIZE || 1000);
 const SUMMARY_PATH = __ENV.SUMMARY_PATH || 'summary.json';
@@ -40,7 +44,7 @@ const SUMMARY_PATH = __ENV.SUMMARY_PATH || 'summary.json';
 if (!BASE_URL) {
   throw new Error('BASE_URL is required');
 }
-if (!['issue', 'poll', 'validate', 'hello'].includes(OP)) {
+if (!['issue', 'poll', 'validate', 'hello', 'flow'].includes(OP)) {
   throw new Error(`unknown OP ${OP}`);
 }
 
@@ -53,7 +57,8 @@ const measureStart = new Gauge('bench_measure_start_ms');
 const measureEnd = new Gauge('bench_measure_end_ms');
 
 // What counts as success for each operation; anything else (and status 0) is an error.
-http.setResponseCallback(http.expectedStatuses(OP === 'issue' ? 201 : 200));
+const EXPECTED = { issue: [201], flow: [200, 201] };
+http.setResponseCallback(http.expectedStatuses(...(EXPECTED[OP] || [200])));
 
 function scenario(durationS, startS, gracefulStop) {
   const timing = { duration: `${durationS}s`, startTime: `${startS}s`, gracefulStop };
@@ -65,6 +70,18 @@ function scenario(durationS, startS, gracefulStop) {
       preAllocatedVUs: FIXED_VUS,
       maxVUs: FIXED_VUS * 8,
       ...timing,
+    };
+  }
+  if (MODE === 'ramp') {
+    return {
+      executor: 'ramping-arrival-rate',
+      startRate: RATE,
+      timeUnit: '1s',
+      stages: [{ target: RATE_TO, duration: `${durationS}s` }],
+      preAllocatedVUs: FIXED_VUS,
+      maxVUs: FIXED_VUS * 8,
+      startTime: timing.startTime,
+      gracefulStop,
     };
   }
   if (MODE === 'saturate') {
@@ -146,10 +163,10 @@ function waitUntilActive(pool, timeoutS) {
 
 export function setup() {
   let pool = [];
-  if (OP === 'poll' || OP === 'validate') {
+  if (OP === 'poll' || OP === 'validate' || OP === 'flow') {
     pool = createTokens(POOL_SIZE);
   }
-  if (OP === 'validate') {
+  if (OP === 'validate' || OP === 'flow') {
     waitUntilActive(pool, 20);
   }
   // Scenarios start right after setup returns (`measure` WARMUP_S later): t0 is a fallback for
@@ -174,6 +191,19 @@ export default function (data) {
   } else if (OP === 'poll') {
     const t = data.pool[n % data.pool.length];
     http.get(`${TOKENS}/${t.token}`, POLL);
+  } else if (OP === 'flow') {
+    const user = `${exec.scenario.name}-${n}`;
+    const res = http.post(TOKENS, JSON.stringify({ concert_id: CONCERT_ID, user_id: user }), {
+      headers: JSON_HEADERS,
+      responseType: 'text',
+      tags: { name: 'issue' },
+    });
+    if (res.status === 201) {
+      http.get(`${TOKENS}/${res.json().token}`, POLL);
+    }
+    const t = data.pool[n % data.pool.length];
+    const body = JSON.stringify({ concert_id: CONCERT_ID, user_id: t.user_id });
+    http.post(`${TOKENS}/${t.token}/validate`, body, VALIDATE);
   } else if (OP === 'validate') {
     const t = data.pool[n % data.pool.length];
     const body = JSON.stringify({ concert_id: CONCERT_ID, user_id: t.user_id });

@@ -1,0 +1,257 @@
+"""Run load-test scenarios and write the report: `python -m perf.harness [--smoke] SCENARIO...`.
+
+Scenarios: queue, reservation, spike, soak (`all` = every one). `make perf`, `make perf-queue`,
+`make perf-reservation`, `make perf-spike`, `make perf-soak` and `make perf-smoke` (about half a
+minute, small rates, in CI: it checks that a sane report comes out, not speed) run it.
+
+Starts the embedded stack (or uses REDIS_URL / KAFKA_BROKERS), samples it once a second
+(perf.collector) with a status line, runs the scenarios, and writes
+perf/reports/<UTC timestamp>/{results.json, report.md, *.png}; perf/reports/latest points at
+the newest. Everything started is stopped at the end, on Ctrl-C and on failure; a run that fails
+or is cut short says so in its report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from infra.processes import free_port
+from infra.stack import ROOT, Stack
+from perf.bench_queue import k6_binary
+from perf.collector import Sampler
+from perf.machine import command_version, cores, cpu_model, package_version, python_version
+from perf.results import Results, Scenario
+from perf.scenarios import (
+    Context,
+    Plan,
+    dump,
+    empty_scenario,
+    queue_scenario,
+    reservation_scenario,
+    soak_scenario,
+    spike_scenario,
+)
+
+REPORTS = ROOT / "perf" / "reports"
+SCENARIOS = ("queue", "reservation", "spike", "soak")
+FAUST = ("reservation", "payment", "seat_projection")
+OPEN_GATE = {
+    "QUEUE_ENTRY_RATE_PER_IP": "0",
+    "QUEUE_ENTRY_RATE_PER_USER": "0",
+    "QUEUE_ADMIT_PER_S": "100000",
+    "QUEUE_MAX_ACTIVE": "10000000",
+    "QUEUE_ACTIVE_TTL_S": "3600",
+    "QUEUE_WAIT_HEARTBEAT_S": "600",
+}
+
+
+def environment(stack: Stack) -> dict[str, object]:
+    with open("/proc/meminfo", encoding="ascii") as f:
+        mem_kb = int(f.readline().split()[1])
+    return {
+        "cpu_model": cpu_model(),
+        "cores": cores(),
+        "memory_gb": round(mem_kb / 2**20, 1),
+        "python": python_version(),
+        "redis": command_version(["redis-server", "--version"]),
+        "broker": (
+            f"external ({stack.env['KAFKA_BROKERS']})"
+            if os.environ.get("KAFKA_BROKERS")
+            else f"noida-db {package_version('noida-db')}"
+        ),
+        "k6": command_version([k6_binary(), "version"]),
+        "os": command_version(["uname", "-srm"]),
+        "faust": package_version("faust-streaming"),
+        "aiokafka": package_version("aiokafka"),
+    }
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def restart_queue(stack: Stack, port: int, env: dict[str, str]) -> None:
+    for service in [s for s in stack.services if s.name == "queue"]:
+        for proc in service.procs:
+            from infra.processes import stop
+
+            stop(proc)
+        stack.services.remove(service)
+    stack.start_service("queue", port=port, extra_env=env)
+
+
+def soak_extra(results: Results, sc: Scenario) -> None:
+    """RSS growth per process between the soak's first and last windows (from the collector)."""
+    if not sc["phases"]:
+        return
+    p = sc["phases"][0]
+    start, end = p["started_t"], p["started_t"] + p["duration_s"]
+    window = float(sc["extra"].get("window_s", 10.0))  # type: ignore[arg-type]
+    c = results["collector"]
+    first = [i for i, t in enumerate(c["t"]) if start <= t < start + window]
+    last = [i for i, t in enumerate(c["t"]) if end - window <= t <= end]
+    if not first or not last:
+        return
+    growth = {}
+    for name, rss in c["rss_mb"].items():
+        a = sum(rss[i] for i in first) / len(first)
+        b = sum(rss[i] for i in last) / len(last)
+        growth[name] = round(b - a, 1)
+    sc["extra"]["rss_growth_mb"] = growth
+
+
+def run_scenario(name: str, ctx: Context, plan: Plan, reservation_max: float | None) -> Scenario:
+    if name == "queue":
+        return queue_scenario(ctx, plan)
+    if name == "reservation":
+        return reservation_scenario(ctx, plan)
+    if name == "spike":
+        return spike_scenario(ctx, plan)
+    return soak_scenario(ctx, plan, reservation_max)
+
+
+def run(names: list[str], smoke: bool) -> int:
+    plan = Plan.for_run(smoke)
+    started = datetime.now(UTC)
+    run_id = started.strftime("%Y%m%dT%H%M%SZ") + ("-smoke" if smoke else "")
+    out = REPORTS / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    stack = Stack(ROOT / ".run" / f"perf-{run_id}")
+    stack.env.setdefault("APP_ENV", "dev")
+    results: Results = {
+        "run_id": run_id,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": "",
+        "complete": False,
+        "problems": [],
+        "smoke": smoke,
+        "environment": {},
+        "config": {"scenarios": names, **plan.__dict__},
+        "scenarios": [],
+        "collector": {
+            "t": [],
+            "cpu_pct": {},
+            "rss_mb": {},
+            "redis": {},
+            "consumer_lag": {},
+            "events_consumed_per_s": {},
+            "machine_busy_pct": [],
+        },
+    }
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    t0 = time.monotonic()
+    try:
+        print(f"perf run {run_id}: starting the stack (logs in {stack.workdir})", flush=True)
+        stack.start_infra()
+        ports = {name: free_port() for name in (*FAUST, "queue")}
+        for name in FAUST:
+            stack.start_service(name, port=ports[name])
+        stack.start_service("queue", port=ports["queue"], extra_env=OPEN_GATE)
+        results["environment"] = environment(stack)
+        urls = {s.name: s.url for s in stack.services}
+        ctx = Context(
+            time.monotonic(),
+            time.time(),
+            out,
+            urls,
+            stack.env["ADMIN_TOKEN"],
+            stack.env["KAFKA_BROKERS"],
+        )
+        t0 = ctx.t0
+
+        def processes() -> dict[str, list[int]]:
+            found = {s.name: [p.pid for p in s.procs] for s in stack.services}
+            for server in stack.servers:
+                found[server.name.split()[0]] = [server.proc.pid]
+            found["load-driver"] = [os.getpid()]
+            return found
+
+        sampler = Sampler(
+            ctx.t0,
+            processes,
+            stack.env["REDIS_URL"],
+            stack.env["KAFKA_BROKERS"],
+            {name: urls[name] for name in FAUST},
+            ctx.live.line,
+        )
+        with sampler:
+            reservation_max: float | None = None
+            for name in names:
+                print(f"scenario {name}", flush=True)
+                if name == "spike":
+                    restart_queue(
+                        stack,
+                        ports["queue"],
+                        {
+                            **OPEN_GATE,
+                            "QUEUE_ADMIT_PER_S": str(plan.spike_admit_per_s),
+                            "QUEUE_MAX_ACTIVE": str(plan.spike_admit_per_s * 10),
+                        },
+                    )
+                try:
+                    sc = run_scenario(name, ctx, plan, reservation_max)
+                except Exception as exc:  # the scenario is reported as failed; the run goes on
+                    sc = empty_scenario(name, "requests", "n/a")
+                    sc["problems"].append(f"{type(exc).__name__}: {exc}")
+                    traceback.print_exc()
+                if name == "spike":
+                    restart_queue(stack, ports["queue"], OPEN_GATE)
+                if name == "reservation":
+                    reservation_max = sc["max_sustainable_per_s"]
+                results["scenarios"].append(sc)
+            results["collector"] = sampler.data
+        for sc in results["scenarios"]:
+            if sc["name"] == "soak":
+                soak_extra(results, sc)
+        failed = [sc["name"] for sc in results["scenarios"] if not sc["complete"]]
+        if failed:
+            results["problems"].append(f"scenarios failed: {', '.join(failed)}")
+        results["complete"] = not failed
+    except KeyboardInterrupt as exc:
+        results["problems"].append(
+            f"interrupted ({exc or 'Ctrl-C'}) after {time.monotonic() - t0:.0f} s"
+        )
+    except Exception as exc:
+        results["problems"].append(f"run failed: {type(exc).__name__}: {exc}")
+        traceback.print_exc()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stack.stop()
+        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        dump(out / "results.json", results)
+        write_report(results, out)
+    return 0 if results["complete"] else 1
+
+
+def write_report(results: Results, out: Path) -> None:
+    from perf.report import build_report
+
+    report = build_report(results, out)
+    latest = REPORTS / ("latest-smoke" if results["smoke"] else "latest")
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(out.name)
+    state = "complete" if results["complete"] else "INCOMPLETE: " + "; ".join(results["problems"])
+    print(f"report   {report.relative_to(ROOT)} ({state})", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenarios", nargs="+", choices=(*SCENARIOS, "all"))
+    parser.add_argument("--smoke", action="store_true", help="tiny rates, about half a minute")
+    args = parser.parse_args(argv)
+    names = list(SCENARIOS) if "all" in args.scenarios else list(dict.fromkeys(args.scenarios))
+    return run(names, args.smoke)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

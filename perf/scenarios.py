@@ -1,0 +1,588 @@
+"""The load-test scenarios of perf.harness: queue (k6), reservation + payment, spike, soak.
+
+Each returns a `Scenario` (perf.results) built from raw samples; an exception inside one is
+recorded as a problem of that scenario and the run goes on to the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from infra.processes import spawn, stop
+from perf.bench_queue import k6_binary
+from perf.results import Scenario
+from perf.samples import Sample, max_sustainable, phase, read_k6_csv, series
+from perf.stats import percentile
+
+QUEUE_SCRIPT = Path(__file__).parent / "k6" / "queue.js"
+# reservation.requested, seat.held, payment.requested, payment.completed, seat.confirmed
+RECORDS_PER_FLOW = 5
+QUEUE_CRITERION = (100.0, 0.001)  # p99 ms, error share: the issue's "maximum sustainable"
+FLOW_CRITERION = (1000.0, 0.001)
+
+
+@dataclass
+class Plan:
+    """Sizes of one run; `smoke` shrinks everything to about half a minute."""
+
+    smoke: bool
+    queue_rate: int = 1000
+    queue_seconds: int = 20
+    queue_ramp_to: int = 6000
+    queue_ramp_seconds: int = 40
+    flow_rate: int = 500  # the reference report's target
+    flow_seconds: int = 10
+    flow_ramp_from: int = 50  # the ramp starts low so the maximum is found from below
+    flow_ramp_to: int = 600
+    flow_ramp_seconds: int = 40
+    spike_users: int = 50_000
+    spike_arrival_s: float = 10.0
+    spike_seats: int = 5_000
+    spike_admit_per_s: int = 500
+    soak_seconds: int = 600
+    soak_rate: int | None = None  # None: half the reservation scenario's maximum
+
+    @classmethod
+    def for_run(cls, smoke: bool) -> Plan:
+        if not smoke:
+            return cls(smoke=False)
+        return cls(
+            smoke=True,
+            queue_rate=100,
+            queue_seconds=4,
+            queue_ramp_to=300,
+            queue_ramp_seconds=5,
+            flow_rate=20,
+            flow_seconds=4,
+            flow_ramp_from=10,
+            flow_ramp_to=40,
+            flow_ramp_seconds=5,
+            spike_users=300,
+            spike_arrival_s=2.0,
+            spike_seats=30,
+            spike_admit_per_s=100,
+            soak_seconds=6,
+            soak_rate=10,
+        )
+
+
+@dataclass
+class Context:
+    t0: float  # time.monotonic() at the run's start
+    t0_unix: float
+    workdir: Path
+    urls: dict[str, str]
+    admin_token: str
+    brokers: str
+    live: LiveStats = field(default_factory=lambda: LiveStats())
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+
+@dataclass
+class LiveStats:
+    """What the collector's status line shows: the last second of the running driver."""
+
+    label: str = "idle"
+    samples: list[Sample] = field(default_factory=list)
+
+    def line(self) -> str:
+        if self.label.startswith("k6"):
+            return f"{self.label:<12} (k6 is running; its figures are read when it ends)"
+        now = time.monotonic()
+        recent = [s for s in self.samples[-5000:] if s.t >= now - 1.0]
+        ok = sum(s.ok for s in recent)
+        p99 = percentile([s.ms for s in recent], 99)
+        return f"{self.label:<12} {ok:6d}/s ok  p99 {p99:8.1f} ms  errors {len(recent) - ok}"
+
+
+def empty_scenario(name: str, unit: str, criterion: str) -> Scenario:
+    return {
+        "name": name,
+        "unit": unit,
+        "complete": False,
+        "problems": [],
+        "phases": [],
+        "max_sustainable_per_s": None,
+        "criterion": criterion,
+        "timeseries": {"t": [], "throughput_per_s": [], "p99_ms": [], "errors_per_s": []},
+        "extra": {},
+    }
+
+
+# --- queue: k6 ---------------------------------------------------------------------------------
+
+
+def run_k6(ctx: Context, name: str, env: dict[str, str], timeout_s: float) -> list[Sample]:
+    out = ctx.workdir / "k6"
+    out.mkdir(parents=True, exist_ok=True)
+    argv = [k6_binary(), "run", "--quiet", "--no-color", "--no-usage-report", "--address", ""]
+    argv += ["--out", f"csv={out / f'{name}.csv'}"]
+    for key, value in {**env, "SUMMARY_PATH": str(out / f"{name}.json")}.items():
+        argv += ["-e", f"{key}={value}"]
+    argv.append(str(QUEUE_SCRIPT))
+    proc_env = {**os.environ, "K6_NO_USAGE_REPORT": "true", "K6_CSV_TIME_FORMAT": "unix_milli"}
+    ctx.live.label = f"k6 {name}"
+    proc = spawn(argv, log=out / f"{name}.log", env=proc_env)
+    try:
+        code = proc.wait(timeout=timeout_s)
+    finally:
+        stop(proc)
+    if code != 0:
+        tail = (out / f"{name}.log").read_text(errors="replace")[-1500:]
+        raise RuntimeError(f"k6 {name} exited with {code}: {tail}")
+    return read_k6_csv(out / f"{name}.csv", ctx.t0_unix)
+
+
+def queue_scenario(ctx: Context, plan: Plan) -> Scenario:
+    p99, errors = QUEUE_CRITERION
+    sc = empty_scenario("queue", "requests", f"p99 <= {p99:.0f} ms and errors <= {errors:.1%}")
+    base = {"BASE_URL": ctx.urls["queue"], "OP": "flow", "WARMUP_S": "2", "POOL_SIZE": "500"}
+    fixed_start = ctx.now()
+    fixed = run_k6(
+        ctx,
+        "queue-fixed",
+        {
+            **base,
+            "MODE": "fixed",
+            "RATE": str(plan.queue_rate),
+            "DURATION_S": str(plan.queue_seconds),
+            "CONCERT_ID": f"perf-q-{uuid.uuid4().hex[:6]}",
+        },
+        plan.queue_seconds + 90,
+    )
+    start = min((s.t for s in fixed), default=fixed_start)
+    sc["phases"].append(
+        phase(
+            f"target {plan.queue_rate} iterations/s (x3 requests)",
+            "fixed",
+            fixed,
+            started_t=start,
+            duration_s=plan.queue_seconds,
+            offered_per_s=plan.queue_rate * 3,
+        )
+    )
+    ramp = run_k6(
+        ctx,
+        "queue-ramp",
+        {
+            **base,
+            "MODE": "ramp",
+            "RATE": str(plan.queue_rate),
+            "RATE_TO": str(plan.queue_ramp_to),
+            "DURATION_S": str(plan.queue_ramp_seconds),
+            "FIXED_VUS": "200",
+            "CONCERT_ID": f"perf-q-{uuid.uuid4().hex[:6]}",
+        },
+        plan.queue_ramp_seconds + 90,
+    )
+    ramp_start = min((s.t for s in ramp), default=ctx.now())
+    sc["phases"].append(
+        phase(
+            f"ramp {plan.queue_rate * 3}->{plan.queue_ramp_to * 3} requests/s",
+            "ramp",
+            ramp,
+            started_t=ramp_start,
+            duration_s=plan.queue_ramp_seconds,
+            offered_per_s=None,
+        )
+    )
+    everything = fixed + ramp
+    sc["timeseries"] = series(everything, start, ramp_start + plan.queue_ramp_seconds)
+    sc["max_sustainable_per_s"] = max_sustainable(
+        ramp,
+        ramp_start,
+        ramp_start + plan.queue_ramp_seconds,
+        p99_limit_ms=p99,
+        error_limit=errors,
+    )
+    sc["complete"] = True
+    return sc
+
+
+# --- reservation + payment: Python flows -------------------------------------------------------
+
+
+class Flows:
+    """Reserve -> held -> pay -> confirmed, one user and one seat per flow."""
+
+    def __init__(self, ctx: Context, http: aiohttp.ClientSession, concert: str) -> None:
+        self.ctx = ctx
+        self.http = http
+        self.concert = concert
+        self.samples: list[Sample] = []
+        self.confirmed: list[str] = []
+
+    async def call(self, method: str, url: str, **kw: Any) -> tuple[int, Any]:
+        async with self.http.request(method, url, **kw) as r:
+            return r.status, await r.json()
+
+    async def token(self, user: str) -> str:
+        q = self.ctx.urls["queue"]
+        status, body = await self.call(
+            "POST", f"{q}/v1/queue/tokens", json={"concert_id": self.concert, "user_id": user}
+        )
+        if status not in (200, 201):
+            raise RuntimeError(f"queue entry: {status} {body}")
+        while body.get("status") != "active":
+            await asyncio.sleep(0.1)
+            _, body = await self.call("GET", f"{q}/v1/queue/tokens/{body['token']}")
+            if "token" not in body:
+                raise RuntimeError(f"queue token lost: {body}")
+        return str(body["token"])
+
+    async def wait(self, rid: str, seen: str) -> str:
+        r = self.ctx.urls["reservation"]
+        for _ in range(6):
+            _, body = await self.call("GET", f"{r}/v1/reservations/{rid}?wait_ms=10000&seen={seen}")
+            if body.get("status") != seen:
+                return str(body.get("status"))
+        return seen
+
+    async def flow(self, user: str, token: str, seat: str, record: bool = True) -> str:
+        """One purchase attempt: "confirmed", "rejected" (seat taken or lost) or "error"."""
+        r = self.ctx.urls["reservation"]
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            status, body = await self.call(
+                "POST",
+                f"{r}/v1/reservations",
+                json={"concert_id": self.concert, "seat_id": seat, "user_id": user},
+                headers={"Queue-Token": token},
+            )
+            held = await self.wait(body["reservation_id"], "pending") if status == 202 else ""
+            if held == "held":
+                rid = body["reservation_id"]
+                status, _ = await self.call(
+                    "POST",
+                    f"{r}/v1/reservations/{rid}/payment",
+                    json={"user_id": user},
+                    headers={"Queue-Token": token},
+                )
+                final = await self.wait(rid, "held") if status == 202 else ""
+                outcome = "confirmed" if final == "confirmed" else "rejected" if final else "error"
+            elif held:
+                outcome = "rejected"
+        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
+            outcome = "error"
+        if outcome == "confirmed":
+            self.confirmed.append(seat)
+        if record:
+            self.record(started, outcome == "confirmed")
+        return outcome
+
+    def record(self, started: float, ok: bool) -> None:
+        end = time.monotonic()
+        sample = Sample(end - self.ctx.t0, (end - started) * 1000, ok)
+        self.samples.append(sample)
+        self.ctx.live.samples.append(Sample(end, sample.ms, ok))
+
+
+async def create_concert(ctx: Context, http: aiohttp.ClientSession, seats: int) -> str:
+    concert = f"perf-{uuid.uuid4().hex[:8]}"
+    async with http.post(
+        ctx.urls["reservation"] + "/v1/concerts",
+        json={"concert_id": concert, "seats": seats, "price": 100},
+        headers={"Authorization": f"Bearer {ctx.admin_token}"},
+    ) as r:
+        if r.status != 201:
+            raise RuntimeError(f"create concert: {r.status} {await r.text()}")
+    return concert
+
+
+async def admitted_users(flows: Flows, prefix: str, n: int) -> list[tuple[str, str]]:
+    gate = asyncio.Semaphore(200)
+
+    async def one(i: int) -> tuple[str, str]:
+        async with gate:
+            user = f"{prefix}{i}"
+            return user, await flows.token(user)
+
+    return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+async def open_loop(
+    flows: Flows, users: list[tuple[str, str]], first_seat: int, rate_at: Any, seconds: float
+) -> int:
+    """Start flows at rate_at(elapsed) per second, whatever the system does; returns how many."""
+    tasks = []
+    started = time.monotonic()
+    next_due = started
+    i = 0
+    while i < len(users) and next_due - started < seconds:
+        if (delay := next_due - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        user, token = users[i]
+        tasks.append(asyncio.create_task(flows.flow(user, token, str(first_seat + i))))
+        i += 1
+        next_due += 1 / max(1e-3, rate_at(next_due - started))
+    await asyncio.gather(*tasks)
+    return i
+
+
+async def reservation_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
+    ramp_avg = (plan.flow_ramp_from + plan.flow_ramp_to) / 2
+    n_fixed = plan.flow_rate * plan.flow_seconds
+    n_ramp = int(ramp_avg * plan.flow_ramp_seconds) + 1
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4000)) as http:
+        concert = await create_concert(ctx, http, min(100_000, n_fixed + n_ramp))
+        flows = Flows(ctx, http, concert)
+        ctx.live.label = "admitting"
+        users = await admitted_users(flows, "r", n_fixed + n_ramp)
+        ctx.live.label = f"flows {plan.flow_rate}/s"
+        fixed_start = ctx.now()
+        await open_loop(flows, users[:n_fixed], 1, lambda _: plan.flow_rate, plan.flow_seconds)
+        sc["phases"].append(
+            phase(
+                f"target {plan.flow_rate} flows/s",
+                "fixed",
+                flows.samples,
+                started_t=fixed_start,
+                duration_s=ctx.now() - fixed_start,
+                offered_per_s=plan.flow_rate,
+            )
+        )
+        ctx.live.label = "flows ramp"
+        ramp_start = ctx.now()
+        span = plan.flow_ramp_to - plan.flow_ramp_from
+
+        def rate(elapsed: float) -> float:
+            return plan.flow_ramp_from + span * min(1.0, elapsed / plan.flow_ramp_seconds)
+
+        await open_loop(flows, users[n_fixed:], n_fixed + 1, rate, plan.flow_ramp_seconds)
+        ramp_end = ctx.now()
+        ramp_samples = [s for s in flows.samples if s.t >= ramp_start]
+        sc["phases"].append(
+            phase(
+                f"ramp {plan.flow_rate}->{plan.flow_ramp_to} flows/s",
+                "ramp",
+                ramp_samples,
+                started_t=ramp_start,
+                duration_s=ramp_end - ramp_start,
+                offered_per_s=None,
+            )
+        )
+        p99, errors = FLOW_CRITERION
+        sc["max_sustainable_per_s"] = max_sustainable(
+            ramp_samples, ramp_start, ramp_end, p99_limit_ms=p99, error_limit=errors
+        )
+        sc["timeseries"] = series(flows.samples, fixed_start, ramp_end)
+        sold = await seat_counts(ctx, http, concert, len(flows.confirmed))
+        ctx.live.label = "raw aiokafka"
+        raw = await raw_ceiling(ctx.brokers, 5000 if plan.smoke else 50_000)
+        best = sc["max_sustainable_per_s"]
+        sc["extra"] = {
+            "raw_aiokafka_records_per_s": round(raw, 1),
+            "records_per_flow": RECORDS_PER_FLOW,
+            "max_sustainable_records_over_raw": (
+                round(best * RECORDS_PER_FLOW / raw, 4) if best and raw else None
+            ),
+            "seats_confirmed_by_flows": len(flows.confirmed),
+            "seats_sold_in_seat_map": sold,
+            "seats_sold_twice": len(flows.confirmed) - len(set(flows.confirmed)),
+        }
+
+
+async def seat_counts(
+    ctx: Context, http: aiohttp.ClientSession, concert: str, expect_sold: int
+) -> int:
+    """Sold seats in the (eventually consistent) seat map, waiting up to 10 s to catch up."""
+    url = ctx.urls["seat_projection"] + f"/v1/concerts/{concert}/seats?limit=0"
+    deadline = time.monotonic() + 10
+    while True:
+        async with http.get(url) as r:
+            sold = int((await r.json())["counts"]["sold"])
+        if sold == expect_sold or time.monotonic() > deadline:
+            return sold
+        await asyncio.sleep(0.25)
+
+
+def reservation_scenario(ctx: Context, plan: Plan) -> Scenario:
+    p99, errors = FLOW_CRITERION
+    sc = empty_scenario(
+        "reservation", "flows", f"flow p99 <= {p99:.0f} ms and errors <= {errors:.1%}"
+    )
+    asyncio.run(reservation_async(ctx, plan, sc))
+    sc["complete"] = True
+    return sc
+
+
+# --- spike -------------------------------------------------------------------------------------
+
+
+async def spike_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
+    q = ctx.urls["queue"]
+    connector = aiohttp.TCPConnector(limit=4000)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        concert = await create_concert(ctx, http, plan.spike_seats)
+        flows = Flows(ctx, http, concert)
+        free = list(range(1, plan.spike_seats + 1))
+        random.shuffle(free)
+        waits: list[float] = []
+        buyers: list[str] = []
+        sold_out_at: list[float] = []
+        start = ctx.now()
+
+        async def fan(i: int) -> None:
+            """Arrive, wait in line, buy a seat or leave when sold out; one sample per fan
+            (ok unless something failed: a sold-out answer is a clean outcome)."""
+            await asyncio.sleep(random.uniform(0, plan.spike_arrival_s))
+            user, entered = f"s{i}", time.monotonic()
+            try:
+                status, body = await flows.call(
+                    "POST", f"{q}/v1/queue/tokens", json={"concert_id": concert, "user_id": user}
+                )
+                if status not in (200, 201):
+                    return flows.record(entered, False)
+                token = body["token"]
+                while body.get("status") == "waiting" and free:
+                    await asyncio.sleep(body["poll_after_ms"] / 1000)
+                    status, body = await flows.call("GET", f"{q}/v1/queue/tokens/{token}")
+                    if status != 200:
+                        return flows.record(entered, False)
+                if body.get("status") != "active" or not free:
+                    async with http.delete(f"{q}/v1/queue/tokens/{token}") as gone:
+                        return flows.record(entered, gone.status == 204)  # sold out: leaves
+                waits.append(time.monotonic() - entered)
+                while free:
+                    seat = str(free.pop())
+                    outcome = await flows.flow(user, token, seat, record=False)
+                    if outcome == "error":
+                        return flows.record(entered, False)
+                    if outcome == "confirmed":
+                        buyers.append(seat)
+                        if len(buyers) == plan.spike_seats:
+                            sold_out_at.append(ctx.now())
+                        break
+                flows.record(entered, True)
+            except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
+                flows.record(entered, False)
+
+        ctx.live.label = "spike"
+        await asyncio.gather(*(fan(i) for i in range(plan.spike_users)))
+        end = ctx.now()
+        sc["phases"].append(
+            phase(
+                f"{plan.spike_users} fans in {plan.spike_arrival_s:.0f} s for "
+                f"{plan.spike_seats} seats",
+                "spike",
+                flows.samples,
+                started_t=start,
+                duration_s=end - start,
+                offered_per_s=None,
+            )
+        )
+        sc["timeseries"] = series(flows.samples, start, end)
+        sold = await seat_counts(ctx, http, concert, len(buyers))
+        sc["extra"] = {
+            "fans": plan.spike_users,
+            "seats": plan.spike_seats,
+            "seats_sold": sold,
+            "time_to_sell_out_s": round(sold_out_at[0] - start, 2) if sold_out_at else None,
+            "queue_wait_s": {q_: round(percentile(waits, q_), 3) for q_ in (50, 95, 99)}
+            | {"max": round(max(waits, default=float("nan")), 3)},
+            "queue_wait_samples_s": [round(w, 3) for w in waits],
+            "seats_sold_twice": len(buyers) - len(set(buyers)),
+            "seat_map_agrees": sold == len(buyers),
+        }
+
+
+def spike_scenario(ctx: Context, plan: Plan) -> Scenario:
+    sc = empty_scenario("spike", "flows", "every seat sold once; queue waits bounded")
+    asyncio.run(spike_async(ctx, plan, sc))
+    sc["complete"] = True
+    return sc
+
+
+# --- soak --------------------------------------------------------------------------------------
+
+
+async def soak_async(ctx: Context, plan: Plan, rate: float, sc: Scenario) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4000)) as http:
+        n = int(rate * plan.soak_seconds) + 1
+        concert = await create_concert(ctx, http, min(100_000, n))
+        flows = Flows(ctx, http, concert)
+        ctx.live.label = "admitting"
+        users = await admitted_users(flows, "k", n)
+        ctx.live.label = f"soak {rate:.0f}/s"
+        start = ctx.now()
+        await open_loop(flows, users, 1, lambda _: rate, plan.soak_seconds)
+        end = ctx.now()
+        sc["phases"].append(
+            phase(
+                f"soak {rate:.0f} flows/s for {plan.soak_seconds} s",
+                "soak",
+                flows.samples,
+                started_t=start,
+                duration_s=end - start,
+                offered_per_s=rate,
+            )
+        )
+        sc["timeseries"] = series(flows.samples, start, end)
+        span = max(1.0, min(60.0, (end - start) / 5))
+        first = [s.ms for s in flows.samples if s.t < start + span]
+        last = [s.ms for s in flows.samples if s.t >= end - span]
+        sc["extra"] = {
+            "window_s": span,
+            "p99_first_window_ms": percentile(first, 99),
+            "p99_last_window_ms": percentile(last, 99),
+        }
+
+
+def soak_scenario(ctx: Context, plan: Plan, reservation_max: float | None) -> Scenario:
+    sc = empty_scenario("soak", "flows", "memory and latency flat over the run")
+    rate = plan.soak_rate or (reservation_max / 2 if reservation_max else 50)
+    asyncio.run(soak_async(ctx, plan, rate, sc))
+    sc["complete"] = True
+    return sc
+
+
+async def raw_ceiling(brokers: str, n: int) -> float:
+    """aiokafka alone on the same broker: produce n ~300-byte records and consume them back."""
+    topic = f"perf-raw-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 4, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=brokers, linger_ms=2, acks="all")
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=brokers, auto_offset_reset="earliest")
+    await producer.start()
+    await consumer.start()
+    try:
+        started = time.perf_counter()
+
+        async def produce() -> None:
+            futures = [await producer.send(topic, b"x" * 300, key=b"%d" % i) for i in range(n)]
+            await asyncio.gather(*futures)
+
+        async def consume() -> None:
+            seen = 0
+            while seen < n:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    seen += len(records)
+
+        await asyncio.gather(produce(), consume())
+        return n / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def dump(path: Path, doc: object) -> None:
+    path.write_text(json.dumps(doc, indent=1, default=str, allow_nan=True) + "\n")
