@@ -493,7 +493,7 @@ async def spike_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
             "seats": plan.spike_seats,
             "seats_sold": sold,
             "time_to_sell_out_s": round(sold_out_at[0] - start, 2) if sold_out_at else None,
-            "queue_wait_s": {q_: round(percentile(waits, q_), 3) for q_ in (50, 95, 99)}
+            "queue_wait_s": {f"p{q}": round(percentile(waits, q), 3) for q in (50, 95, 99)}
             | {"max": round(max(waits, default=float("nan")), 3)},
             "queue_wait_samples_s": [round(w, 3) for w in waits],
             "seats_sold_twice": len(buyers) - len(set(buyers)),
