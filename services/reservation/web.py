@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from services.reservation.context import Reservations, now_ms
 from services.reservation.core import EXPIRED, HELD, PENDING, STATUSES, Reservation
@@ -76,7 +77,7 @@ async def _acked(ctx: Reservations, topic: str, message: Any) -> None:
     try:
         async with asyncio.timeout(ctx.settings.infra.kafka_send_timeout_s):
             await (await ctx.publish(topic, message))
-    except (TimeoutError, OSError, ConnectionError) as exc:
+    except (TimeoutError, OSError, KafkaError) as exc:
         raise Unavailable(f"the event log is unavailable ({type(exc).__name__}), retry") from None
 
 

@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from infra.embedded import Server
 from shared.events import SeatConfirmed, decode
 from tests.support.pipeline import TERMINAL, Pipeline, pipeline
 from tests.support.queue import eventually
@@ -343,3 +344,29 @@ async def _replay_concert(brokers: str, concert: str) -> int:
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+class TestBrokerOutage:
+    async def test_a_reservation_while_the_broker_is_down_is_a_503_and_works_once_it_is_back(
+        self, tmp_path: Path, redis_url: str, private_broker: Server
+    ) -> None:
+        async with pipeline(
+            tmp_path, redis_url, private_broker.address, KAFKA_SEND_TIMEOUT_S="2"
+        ) as p:
+            concert = await p.create_concert(seats=5)
+            ((user, token),) = await buyers(p, concert, 1)
+            await asyncio.to_thread(private_broker.stop)
+            status, body = await p.reserve(token, concert, "1", user)
+            assert status == 503, body
+            assert body["error"]["code"] == "unavailable"
+            await asyncio.to_thread(private_broker.restart)
+
+            async def accepted() -> str | None:
+                try:
+                    status, body = await p.reserve(token, concert, "2", user, key="retry")
+                except aiohttp.ClientError:
+                    return None
+                return str(body["reservation_id"]) if status == 202 else None
+
+            rid = await eventually(accepted, within=60, interval=0.5)
+            assert (await p.settled(rid, {"held", "rejected"}, within=60))["status"] == "held"
