@@ -8,15 +8,23 @@ import hmac
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from services.reservation.context import Reservations, now_ms
 from services.reservation.core import EXPIRED, HELD, PENDING, STATUSES, Reservation
 from services.reservation.ids import ReservationRef, payment_id_for
+from services.reservation.routing import ROUTED, forward, owner_url
 from services.reservation.store import Concert
 from shared.errors import InvalidRequest, RateLimited, ServiceError, Unavailable
-from shared.events import ConcertCreated, PaymentRequested, ReservationRequested, utc_iso
+from shared.events import (
+    ConcertCreated,
+    PaymentRequested,
+    ReservationRequested,
+    seat_key,
+    utc_iso,
+)
 from shared.http import (
     MAX_BODY_BYTES,
     error_middleware,
@@ -29,6 +37,7 @@ from shared.metrics import HttpMetrics
 from shared.redis_client import AnyRedis
 
 CTX = web.AppKey("reservations", Reservations)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
 MAX_WAIT_MS = 10_000
 MAX_SEATS = 100_000
 
@@ -186,11 +195,25 @@ def _view(reservation_id: str, ref: ReservationRef, r: Reservation | None) -> di
     }
 
 
+async def _elsewhere(request: web.Request, ref: ReservationRef) -> web.Response | None:
+    """The owner's answer when another worker owns this seat's partition, else None."""
+    if ROUTED in request.headers:
+        return None
+    ctx = request.app[CTX]
+    target = owner_url(ctx.app, seat_key(ref.concert_id, ref.seat_id))
+    if target is None:
+        return None
+    me = str(ctx.app.conf.canonical_url)
+    return await forward(request.app[HTTP], request, target, me)
+
+
 async def get_reservation(request: web.Request) -> web.Response:
     """`?wait_ms=N` long-polls while the status is still `?seen=` (default: pending)."""
     ctx = request.app[CTX]
     rid = request.match_info["reservation_id"]
     ref = _ref(ctx, rid)
+    if (routed := await _elsewhere(request, ref)) is not None:
+        return routed
     raw_wait = request.query.get("wait_ms", "0")
     if not raw_wait.isdigit() or int(raw_wait) > MAX_WAIT_MS:
         raise InvalidRequest(f"wait_ms must be an integer from 0 to {MAX_WAIT_MS}", field="wait_ms")
@@ -215,6 +238,8 @@ async def pay(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     rid = request.match_info["reservation_id"]
     ref = _ref(ctx, rid)
+    if (routed := await _elsewhere(request, ref)) is not None:
+        return routed
     body = await read_json_object(request)
     user_id = require_id(body, "user_id")
     if user_id != ref.user_id:
@@ -261,7 +286,9 @@ def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:
     app[CTX] = ctx
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         yield
+        await app[HTTP].close()
         await redis.aclose()
 
     app.cleanup_ctx.append(resources)

@@ -15,6 +15,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from infra.embedded import Server
+from infra.processes import free_port, stop
 from shared.events import SeatConfirmed, decode
 from tests.support.pipeline import TERMINAL, Pipeline, pipeline
 from tests.support.queue import eventually
@@ -370,3 +371,37 @@ class TestBrokerOutage:
 
             rid = await eventually(accepted, within=60, interval=0.5)
             assert (await p.settled(rid, {"held", "rejected"}, within=60))["status"] == "held"
+
+
+class TestScaleOut:
+    async def test_two_reservation_workers_split_the_seats_and_answer_for_each_other(
+        self, default_pipeline: Pipeline
+    ) -> None:
+        p = default_pipeline
+        second = await asyncio.to_thread(
+            p.stack.start_service,
+            "reservation",
+            port=free_port(),
+            extra_env={"FAUST_WORKER_ID": "1"},
+        )
+        try:
+            concert = await p.create_concert(seats=40)
+            users = await buyers(p, concert, 40)
+            token_of = dict(users)
+            rids = await gather_limited(
+                [reserve_ok(p, t, concert, str(i + 1), u) for i, (u, t) in enumerate(users)]
+            )
+            # Ask the second worker about every reservation: it owns only some of the seats.
+            first_url, p.urls["reservation"] = p.urls["reservation"], second.url
+            try:
+                held = await gather_limited([p.settled(r, {"held"}, within=60) for r in rids])
+                await gather_limited(
+                    [p.pay(token_of[o["user_id"]], o["reservation_id"], o["user_id"]) for o in held]
+                )
+                done = await gather_limited([p.settled(r, TERMINAL, within=60) for r in rids])
+            finally:
+                p.urls["reservation"] = first_url
+            assert [o["status"] for o in done] == ["confirmed"] * 40
+        finally:
+            p.stack.services.remove(second)
+            await asyncio.to_thread(stop, second.procs[0])
