@@ -183,6 +183,7 @@ def run(names: list[str], smoke: bool) -> int:
             ctx.live.line,
         )
         with sampler:
+            results["collector"] = sampler.data  # filled in place: a cut-short run keeps it
             reservation_max: float | None = None
             for name in names:
                 print(f"scenario {name}", flush=True)
@@ -192,6 +193,8 @@ def run(names: list[str], smoke: bool) -> int:
                         ports["queue"],
                         {
                             **OPEN_GATE,
+                            "QUEUE_ACTIVE_TTL_S": "30",  # the default: abandoned slots come back
+                            "QUEUE_WAIT_HEARTBEAT_S": "60",
                             "QUEUE_ADMIT_PER_S": str(plan.spike_admit_per_s),
                             "QUEUE_MAX_ACTIVE": str(plan.spike_admit_per_s * 10),
                         },
@@ -207,7 +210,6 @@ def run(names: list[str], smoke: bool) -> int:
                 if name == "reservation":
                     reservation_max = sc["max_sustainable_per_s"]
                 results["scenarios"].append(sc)
-            results["collector"] = sampler.data
         for sc in results["scenarios"]:
             if sc["name"] == "soak":
                 soak_extra(results, sc)
