@@ -8,7 +8,6 @@ tables written only by it: ``seat_to_status`` (``concert|seat`` -> [status, vers
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -145,10 +144,6 @@ def create_app(settings: ProjectionSettings) -> faust.App:
     async def healthz(request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
 
-    async def resources(web_app: web.Application) -> AsyncIterator[None]:
-        yield
-
-    web_app.cleanup_ctx.append(resources)
     web_app.router.add_get("/v1/concerts/{concert_id}/seats", seats)
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_get("/readyz", healthz)  # served only after table recovery
