@@ -172,7 +172,7 @@ def run(names: list[str], smoke: bool) -> int:
             for server in stack.servers:
                 found[server.name.split()[0]] = [server.proc.pid]
             found["load-driver"] = [os.getpid()]
-            return found
+            return {**found, **ctx.load_pids}
 
         sampler = Sampler(
             ctx.t0,

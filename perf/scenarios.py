@@ -89,6 +89,7 @@ class Context:
     admin_token: str
     brokers: str
     live: LiveStats = field(default_factory=lambda: LiveStats())
+    load_pids: dict[str, list[int]] = field(default_factory=dict)  # k6 while it runs
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -139,10 +140,12 @@ def run_k6(ctx: Context, name: str, env: dict[str, str], timeout_s: float) -> li
     proc_env = {**os.environ, "K6_NO_USAGE_REPORT": "true", "K6_CSV_TIME_FORMAT": "unix_milli"}
     ctx.live.label = f"k6 {name}"
     proc = spawn(argv, log=out / f"{name}.log", env=proc_env)
+    ctx.load_pids["k6"] = [proc.pid]
     try:
         code = proc.wait(timeout=timeout_s)
     finally:
         stop(proc)
+        ctx.load_pids.pop("k6", None)
     if code != 0:
         tail = (out / f"{name}.log").read_text(errors="replace")[-1500:]
         raise RuntimeError(f"k6 {name} exited with {code}: {tail}")
