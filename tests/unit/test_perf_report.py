@@ -133,7 +133,7 @@ class TestTheComparisonWithTheReference:
         ("label", "reference", "ours", "verdict"),
         [
             ("Queue target (tokens/s)", "1,000.0/s", "999.5/s", "met"),
-            ("Queue max throughput", "1,200.0/s", "2,400.0/s", "beats"),
+            ("Queue max throughput (tokens/s)", "1,200.0/s", "2,400.0/s", "beats"),
             ("Queue average latency", "50.0 ms", "12.3 ms", "beats"),
             ("Queue success rate", "99.80 %", "99.96 %", "beats"),
             ("Reservation target (flows/s)", "500.0/s", "499.0/s", "met"),
@@ -155,6 +155,16 @@ class TestTheComparisonWithTheReference:
         )
         report = text(results)
         assert comparison_row(report, "Queue target (tokens/s)")[2] == "999.5/s"
+
+    def test_counts_queue_rates_in_tokens_when_each_token_takes_several_requests(self) -> None:
+        results = sample()
+        queue = results["scenarios"][0]
+        queue["extra"]["requests_per_token"] = 3
+        fixed = queue["phases"][0]
+        queue["phases"][0] = {**fixed, "offered_per_s": 3000.0, "throughput_per_s": 2940.0}
+        report = text(results)
+        assert comparison_row(report, "Queue target (tokens/s)")[2:] == ["980.0/s", "not met"]
+        assert comparison_row(report, "Queue max throughput (tokens/s)")[2] == "800.0/s"
 
     def test_says_a_missed_target_is_not_met(self) -> None:
         results = sample()
