@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from infra.processes import spawn, stop
+from infra.processes import free_port, port_open, spawn, stop, wait_until
 from perf.bench_queue import k6_binary
 from perf.results import Scenario
 from perf.samples import Sample, max_sustainable, phase, read_k6_csv, series
@@ -214,8 +216,38 @@ def queue_scenario(ctx: Context, plan: Plan) -> Scenario:
         p99_limit_ms=p99,
         error_limit=errors,
     )
+    hello = hello_ceiling(ctx, plan)
+    best = sc["max_sustainable_per_s"]
+    sc["extra"] = {
+        "requests_per_token": 3,  # each k6 iteration: enter, poll, validate
+        "bare_aiohttp_hello_req_per_s": round(hello, 1),
+        "max_sustainable_over_bare_aiohttp": round(best / hello, 3) if best and hello else None,
+    }
     sc["complete"] = True
     return sc
+
+
+def hello_ceiling(ctx: Context, plan: Plan) -> float:
+    """Saturated throughput of a bare aiohttp app on this machine: the queue's ceiling."""
+    port = free_port()
+    log = ctx.workdir / "k6" / "hello.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = spawn([sys.executable, "-m", "perf.hello", "--port", str(port)], log=log)
+    ctx.load_pids["hello"] = [proc.pid]
+    try:
+        wait_until(lambda: port_open(port), timeout=30, what="perf.hello", proc=proc, log=log)
+        seconds = 3 if plan.smoke else 10
+        env = {"BASE_URL": f"http://127.0.0.1:{port}", "OP": "hello", "MODE": "saturate"}
+        env |= {"VUS": "64", "DURATION_S": str(seconds), "WARMUP_S": "1"}
+        samples = run_k6(ctx, "hello", env, seconds + 60)
+    finally:
+        stop(proc)
+        ctx.load_pids.pop("hello", None)
+    ok = [s for s in samples if s.ok]
+    if len(ok) < 2:
+        return math.nan
+    span = ok[-1].t - ok[0].t
+    return len(ok) / span if span > 0 else math.nan
 
 
 # --- reservation + payment: Python flows -------------------------------------------------------
