@@ -229,8 +229,32 @@ def run(names: list[str], smoke: bool) -> int:
         stack.stop()
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         dump(out / "results.json", results)
+        print_summary(results)
         write_report(results, out)
     return 0 if results["complete"] else 1
+
+
+def print_summary(results: Results) -> None:
+    """The headline figures on the terminal (the report has everything)."""
+    for sc in results["scenarios"]:
+        state = "" if sc["complete"] else f"  INCOMPLETE {sc['problems']}"
+        print(f"{sc['name']}:{state}")
+        for ph in sc["phases"]:
+            lat = ph["latency_ms"]
+            print(
+                f"  {ph['name']:<44} {ph['throughput_per_s']:9.1f} {sc['unit']}/s  "
+                f"p50 {lat['p50']:8.1f}  p95 {lat['p95']:8.1f}  p99 {lat['p99']:8.1f} ms  "
+                f"errors {ph['errors']}/{ph['requests']}"
+            )
+        if sc["max_sustainable_per_s"] is not None:
+            print(f"  max sustainable {sc['max_sustainable_per_s']:.1f}/s ({sc['criterion']})")
+        for key, value in sc["extra"].items():
+            if not key.endswith("_samples_s"):
+                print(f"  {key}: {value}")
+    events = results["collector"]["events_consumed_per_s"]
+    for name, values in events.items():
+        if values:
+            print(f"events/s consumed by {name}: peak {max(values):.0f}")
 
 
 def write_report(results: Results, out: Path) -> None:
