@@ -508,6 +508,7 @@ async def spike_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
                     seat = str(free.pop())
                     outcome = await flows.flow(user, token, seat, record=False)
                     if outcome == "error":
+                        free.append(int(seat))  # not known to be sold: back in the pool
                         return flows.record(entered, False)
                     if outcome == "confirmed":
                         buyers.append(seat)
