@@ -7,6 +7,8 @@ guarantee and the (short, in dev/test) group timeouts are the same everywhere.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import faust
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import Producer, Transport
 
+from shared.events import Message, UnknownMessage, decode
 from shared.kafka_compat import pace_fetches
 from shared.settings import InfraSettings
 from shared.stream_metrics import StreamMetrics
@@ -31,6 +34,7 @@ class IdempotentTransport(Transport):
     Producer = IdempotentProducer
 
 
+log = logging.getLogger(__name__)
 TRANSPORTS.aliases["kafka+idempotent"] = "shared.faust_app:IdempotentTransport"
 
 
@@ -90,6 +94,27 @@ def raw_topic(app: faust.App, *names: str) -> Any:
         value_serializer="raw",
         partitions=app.conf.topic_partitions,
     )
+
+
+async def decoded(stream: Any, metrics: StreamMetrics) -> AsyncIterator[Message]:
+    """The catalog messages of a Faust stream, counted per topic. A message the catalog cannot
+    read is counted, logged with its position and skipped (it would never decode on retry)."""
+    async for event in stream.events():
+        topic = event.message.topic
+        metrics.consumed.labels(topic).inc()
+        try:
+            message = decode(event.value)
+        except UnknownMessage as exc:
+            metrics.undecodable.labels(topic).inc()
+            log.error(
+                "skipping message at %s[%s]@%s: %s",
+                topic,
+                event.message.partition,
+                event.message.offset,
+                exc,
+            )
+            continue
+        yield message
 
 
 def run_worker(app: faust.App, infra: InfraSettings) -> int:

@@ -7,10 +7,15 @@ service: the same error envelope, middlewares and /metrics.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from mode import Service
+from prometheus_client import CollectorRegistry
+
+from shared.http import MAX_BODY_BYTES, error_middleware, json_response
+from shared.metrics import HttpMetrics
 
 
 class AiohttpServer(Service):
@@ -34,3 +39,28 @@ class AiohttpServer(Service):
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+Probe = Callable[[], Awaitable[object]]
+
+
+def service_app(registry: CollectorRegistry, ready: Probe | None = None) -> web.Application:
+    """An aiohttp app with the project's middlewares, /healthz, /readyz and /metrics; a Faust
+    worker serves it only after recovery, so /readyz also checks `ready` (e.g. a Redis ping)."""
+    http_metrics = HttpMetrics(registry)
+    app = web.Application(
+        middlewares=[http_metrics.middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+    )
+
+    async def healthz(request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        if ready is not None:
+            await ready()
+        return json_response({"status": "ready"})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", http_metrics.handler)
+    return app

@@ -20,11 +20,9 @@ from prometheus_client import CollectorRegistry, Counter
 from services.payment.core import result_of
 from services.payment.gateway import Outcome, PaymentGateway, SimulatedGateway
 from services.payment.settings import PaymentSettings
-from shared.events import PaymentRequested, RefundPayment, UnknownMessage, decode
-from shared.faust_app import create_faust_app, raw_topic, track_consumer_lag
-from shared.faust_web import AiohttpServer
-from shared.http import error_middleware, json_response
-from shared.metrics import HttpMetrics
+from shared.events import PaymentRequested, RefundPayment
+from shared.faust_app import create_faust_app, decoded, raw_topic, track_consumer_lag
+from shared.faust_web import AiohttpServer, service_app
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.stream_metrics import StreamMetrics
 from shared.topics import BY_NAME, PAYMENT, TOPIC_OF, key_of, names
@@ -78,15 +76,7 @@ def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None)
         raw_topic(app, *names(PAYMENT)), name="payment_agent", concurrency=settings.concurrency
     )
     async def payment_agent(stream: Any) -> None:
-        async for event in stream.events():
-            topic = event.message.topic
-            metrics.consumed.labels(topic).inc()
-            try:
-                m = decode(event.value)
-            except UnknownMessage as exc:
-                metrics.undecodable.labels(topic).inc()
-                log.error("skipping undecodable message on %s: %s", topic, exc)
-                continue
+        async for m in decoded(stream, metrics):
             if not isinstance(m, PaymentRequested | RefundPayment):
                 continue
             with metrics.handler_latency.labels("payment_agent").time():
@@ -103,24 +93,13 @@ def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None)
                 metrics.produced.labels(name).inc()
                 metrics.decisions.labels(type(result).__name__).inc()
 
-    http_metrics = HttpMetrics(registry)
-    web_app = web.Application(middlewares=[http_metrics.middleware, error_middleware])
-
-    async def healthz(request: web.Request) -> web.Response:
-        return json_response({"status": "ok"})
-
-    async def readyz(request: web.Request) -> web.Response:
-        await redis.ping()
-        return json_response({"status": "ready"})
+    web_app = service_app(registry, ready=redis.ping)
 
     async def resources(web_app: web.Application) -> AsyncIterator[None]:
         yield
         await redis.aclose()
 
     web_app.cleanup_ctx.append(resources)
-    web_app.router.add_get("/healthz", healthz)
-    web_app.router.add_get("/readyz", readyz)
-    web_app.router.add_get("/metrics", http_metrics.handler)
     track_consumer_lag(app, metrics)
     app.web_server(AiohttpServer(web_app, settings.host, settings.port))
     return app

@@ -19,8 +19,7 @@ from services.reservation.ids import ReservationIds
 from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
 from services.reservation.web import create_web_app
-from shared.events import UnknownMessage, decode
-from shared.faust_app import create_faust_app, raw_topic, track_consumer_lag
+from shared.faust_app import create_faust_app, decoded, raw_topic, track_consumer_lag
 from shared.faust_web import AiohttpServer
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.stream_metrics import StreamMetrics
@@ -72,21 +71,7 @@ def create_app(settings: ReservationSettings) -> faust.App:
 
     @app.agent(seat_commands, name="seat_agent", concurrency=1)
     async def seat_agent(stream: Any) -> None:
-        async for event in stream.events():
-            topic = event.message.topic
-            ctx.metrics.consumed.labels(topic).inc()
-            try:
-                m = decode(event.value)
-            except UnknownMessage as exc:
-                ctx.metrics.undecodable.labels(topic).inc()
-                log.error(
-                    "skipping message at %s[%s]@%s: %s",
-                    topic,
-                    event.message.partition,
-                    event.message.offset,
-                    exc,
-                )
-                continue
+        async for m in decoded(stream, ctx.metrics):
             with ctx.metrics.handler_latency.labels("seat_agent").time():
                 await ctx.handle(m)
 

@@ -25,15 +25,13 @@ from shared.events import (
     seat_key,
     utc_iso,
 )
+from shared.faust_web import service_app
 from shared.http import (
-    MAX_BODY_BYTES,
-    error_middleware,
     json_response,
     read_json_object,
     require_id,
 )
 from shared.ids import ID_RULE, is_valid_id
-from shared.metrics import HttpMetrics
 from shared.redis_client import AnyRedis
 
 CTX = web.AppKey("reservations", Reservations)
@@ -269,20 +267,8 @@ async def pay(request: web.Request) -> web.Response:
     return json_response({"payment_id": payment_id, "status": PENDING}, 202)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    await request.app[CTX].store.ping()
-    return json_response({"status": "ready"})
-
-
 def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:
-    http_metrics = HttpMetrics(ctx.registry)
-    app = web.Application(
-        middlewares=[http_metrics.middleware, error_middleware], client_max_size=MAX_BODY_BYTES
-    )
+    app = service_app(ctx.registry, ready=ctx.store.ping)
     app[CTX] = ctx
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -296,7 +282,4 @@ def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:
     app.router.add_post("/v1/reservations", reserve)
     app.router.add_get("/v1/reservations/{reservation_id}", get_reservation)
     app.router.add_post("/v1/reservations/{reservation_id}/payment", pay)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", http_metrics.handler)
     return app

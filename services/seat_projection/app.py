@@ -7,7 +7,6 @@ tables written only by it: ``seat_to_status`` (``concert|seat`` -> [status, vers
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import faust
@@ -17,16 +16,14 @@ from prometheus_client import CollectorRegistry
 from services.seat_projection.core import AVAILABLE, HELD, SOLD, Counts, SeatView, apply
 from services.seat_projection.settings import ProjectionSettings
 from shared.errors import InvalidRequest, ServiceError
-from shared.events import ConcertCreated, UnknownMessage, decode, seat_key
-from shared.faust_app import create_faust_app, raw_topic, track_consumer_lag
-from shared.faust_web import AiohttpServer
-from shared.http import error_middleware, json_response
+from shared.events import ConcertCreated, seat_key
+from shared.faust_app import create_faust_app, decoded, raw_topic, track_consumer_lag
+from shared.faust_web import AiohttpServer, service_app
+from shared.http import json_response
 from shared.ids import ID_RULE, is_valid_id
-from shared.metrics import HttpMetrics
 from shared.stream_metrics import StreamMetrics
 from shared.topics import consumed_by
 
-log = logging.getLogger(__name__)
 MAX_LIMIT = 1000
 STATUSES = (AVAILABLE, HELD, SOLD)
 
@@ -66,15 +63,7 @@ def create_app(settings: ProjectionSettings) -> faust.App:
 
     @app.agent(raw_topic(app, *consumed_by("seat_projection")), name="seat_map", concurrency=1)
     async def seat_map(stream: Any) -> None:
-        async for event in stream.events():
-            topic = event.message.topic
-            metrics.consumed.labels(topic).inc()
-            try:
-                fact = decode(event.value)
-            except UnknownMessage as exc:
-                metrics.undecodable.labels(topic).inc()
-                log.error("skipping undecodable message on %s: %s", topic, exc)
-                continue
+        async for fact in decoded(stream, metrics):
             with metrics.handler_latency.labels("seat_map").time():
                 concert_id = str(getattr(fact, "concert_id", ""))
                 counts = _counts(concert_to_counts.get(concert_id))
@@ -138,16 +127,8 @@ def create_app(settings: ProjectionSettings) -> faust.App:
             }
         )
 
-    http_metrics = HttpMetrics(registry)
-    web_app = web.Application(middlewares=[http_metrics.middleware, error_middleware])
-
-    async def healthz(request: web.Request) -> web.Response:
-        return json_response({"status": "ok"})
-
+    web_app = service_app(registry)  # served only after table recovery: ready then
     web_app.router.add_get("/v1/concerts/{concert_id}/seats", seats)
-    web_app.router.add_get("/healthz", healthz)
-    web_app.router.add_get("/readyz", healthz)  # served only after table recovery
-    web_app.router.add_get("/metrics", http_metrics.handler)
     track_consumer_lag(app, metrics)
     app.web_server(AiohttpServer(web_app, settings.host, settings.port))
     return app
