@@ -62,6 +62,7 @@ class Stack:
             **self.env,
             f"{prefix}_PORT": str(port),
             f"{prefix}_DATA_DIR": str(self.workdir / "faust" / name),
+            "PYTHONUNBUFFERED": "1",  # a killed service's last log lines are not lost
             **(extra_env or {}),
         }
         if workers > 1:

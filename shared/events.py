@@ -128,6 +128,19 @@ class ReservationRefunded(SeatMessage):
     payment_id: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentArrivedEarly(SeatMessage):
+    """Internal to the seat agent: a completed payment for a request it has not decided (yet).
+
+    Only a crash makes this happen: the killed worker showed the hold before its changelog
+    record was durable, so the restarted worker decides the (uncommitted, redelivered) request
+    again, and may read the payment first. The payment waits in the reservation record for that
+    decision: confirm if the seat is still free, else refund. Not published."""
+
+    payment_id: str
+    amount: int
+
+
 # --- commands ----------------------------------------------------------------------------------
 
 
@@ -159,6 +172,7 @@ CATALOG: dict[str, type[Message]] = {
         PaymentFailed,
         PaymentRefunded,
         ReservationRefunded,
+        PaymentArrivedEarly,
         ExpireHold,
         RefundPayment,
     )

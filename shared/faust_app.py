@@ -17,6 +17,7 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import Producer, Transport
 
 from shared.events import Message, UnknownMessage, decode
+from shared.faust_compat import keep_queued_messages_on_resume
 from shared.kafka_compat import pace_fetches
 from shared.settings import InfraSettings
 from shared.stream_metrics import StreamMetrics
@@ -49,6 +50,7 @@ def create_faust_app(
 ) -> faust.App:
     datadir.mkdir(parents=True, exist_ok=True)
     pace_fetches(infra.kafka_fetch_min_interval_ms)
+    keep_queued_messages_on_resume()
     return faust.App(
         app_id,
         broker=broker_urls(infra),

@@ -63,9 +63,6 @@ def create_app(settings: ReservationSettings) -> faust.App:
         registry=registry,
         topics=topics,
         seat_to_state=app.Table("seat_to_state", default=None, partitions=infra.kafka_partitions),
-        reservation_to_status=app.Table(
-            "reservation_to_status", default=None, partitions=infra.kafka_partitions
-        ),
     )
     seat_commands = raw_topic(app, *names(SEAT))
 

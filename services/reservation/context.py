@@ -1,7 +1,12 @@
 """What the seat agent, the hold sweeper and the HTTP handlers of one worker share.
 
 `Reservations.handle` is the seat agent's shell: decode is done by the caller; it loads the seat
-and reservation, calls the pure core, writes both tables and publishes what the core decided.
+and reservation, calls the pure core, writes the result and publishes what the core decided.
+
+One table, `seat_to_state`, keyed by seat, holds the seat and every reservation of that seat:
+each decision is one changelog record, so a crash can never keep the seat's half of a decision
+and lose the reservation's (two tables did: a seat left held by a reservation that a restarted
+worker then rejected as `seat_taken`). A reservation id carries its seat, so it finds its record.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from services.reservation.core import (
     HELD,
     Reservation,
+    Seat,
     decide,
     evolve_reservation,
     evolve_seat,
@@ -54,8 +60,7 @@ class Reservations:
     metrics: StreamMetrics
     registry: CollectorRegistry
     topics: dict[str, Any]
-    seat_to_state: Any
-    reservation_to_status: Any
+    seat_to_state: Any  # seat key -> {"seat": Seat dict, "reservations": {id: Reservation dict}}
     waiters: dict[str, list[asyncio.Future[None]]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -67,8 +72,11 @@ class Reservations:
         self.metrics.produced.labels(topic).inc()
         return fut
 
-    def reservation(self, reservation_id: str) -> Reservation | None:
-        doc = self.reservation_to_status.get(reservation_id)
+    def seat(self, key: str) -> Seat:
+        return seat_from_dict((self.seat_to_state.get(key) or {}).get("seat"))
+
+    def reservation(self, key: str, reservation_id: str) -> Reservation | None:
+        doc = (self.seat_to_state.get(key) or {}).get("reservations", {}).get(reservation_id)
         return Reservation.from_dict(doc) if doc else None
 
     def notify(self, reservation_id: str) -> None:
@@ -80,8 +88,11 @@ class Reservations:
         """One message through the core; tables and outputs follow what it decided."""
         if not isinstance(m, SeatMessage):
             return
-        seat = seat_from_dict(self.seat_to_state.get(m.seat_key))
-        before = self.reservation(m.reservation_id)
+        state = self.seat_to_state.get(m.seat_key) or {}
+        seat = seat_from_dict(state.get("seat"))
+        reservations: dict[str, Any] = state.get("reservations", {})
+        doc = reservations.get(m.reservation_id)
+        before = Reservation.from_dict(doc) if doc else None
         now = now_ms()
         hold_ms = int(self.settings.seat_hold_s * 1000)
         decided = decide(seat, before, m, now_ms=now, hold_ms=hold_ms)
@@ -95,11 +106,11 @@ class Reservations:
             self.metrics.decisions.labels(type(e).__name__).inc()
             if isinstance(e, SeatHeld):
                 heapq.heappush(self.deadlines, (e.hold_expires_at_ms, m.seat_key, e.reservation_id))
-        self.seat_to_state[m.seat_key] = seat_to_dict(seat)
         if after is not None:
-            self.reservation_to_status[after.reservation_id] = after.to_dict()
-            if is_open(before) and not is_open(after):
-                await self.release_user_hold(after)
+            reservations = {**reservations, after.reservation_id: after.to_dict()}
+        self.seat_to_state[m.seat_key] = {"seat": seat_to_dict(seat), "reservations": reservations}
+        if after is not None and is_open(before) and not is_open(after):
+            await self.release_user_hold(after)
         for e in decided:
             topic = TOPIC_OF.get(type(e).__name__)
             if topic is not None:
@@ -123,10 +134,11 @@ class Reservations:
 
     def rescan_holds(self) -> None:
         """Rebuild the deadline heap from the table (after recovery or a rebalance)."""
+        seats = [(key, doc["seat"]) for key, doc in list(self.seat_to_state.items()) if doc]
         heap = [
-            (doc["hold_expires_at_ms"], key, doc["reservation_id"])
-            for key, doc in list(self.seat_to_state.items())
-            if doc and doc.get("status") == HELD
+            (seat["hold_expires_at_ms"], key, seat["reservation_id"])
+            for key, seat in seats
+            if seat.get("status") == HELD
         ]
         heapq.heapify(heap)
         self.deadlines = heap
@@ -135,8 +147,8 @@ class Reservations:
         sent = 0
         now = now_ms()
         for key, hold_id in self.due_holds(now):
-            seat = seat_from_dict(self.seat_to_state.get(key))
-            r = self.reservation(hold_id)
+            seat = self.seat(key)
+            r = self.reservation(key, hold_id)
             if not seat.held_by(hold_id) or r is None:
                 continue
             await self.publish(

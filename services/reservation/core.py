@@ -15,6 +15,7 @@ from typing import Any
 from shared.events import (
     ExpireHold,
     Message,
+    PaymentArrivedEarly,
     PaymentCompleted,
     PaymentFailed,
     PaymentRefunded,
@@ -97,17 +98,29 @@ def decide(
 ) -> list[SeatMessage]:
     """What happens to this seat on message `m`; [] for duplicates and stale messages."""
     if isinstance(m, ReservationRequested):
-        if reservation is not None:
+        if reservation is not None and reservation.status != PENDING:
             return []  # redelivered request: already decided
+        paid = reservation  # not None only when its payment arrived first (after a crash)
         if seat.status == AVAILABLE:
-            return [
-                SeatHeld(
-                    **_ids(m, 0, now_ms),
-                    hold_expires_at_ms=now_ms + hold_ms,
-                    version=seat.version + 1,
-                )
-            ]
-        return [ReservationRejected(**_ids(m, 0, now_ms), reason="seat_taken")]
+            held = SeatHeld(
+                **_ids(m, 0, now_ms), hold_expires_at_ms=now_ms + hold_ms, version=seat.version + 1
+            )
+            if paid is None or paid.payment_id is None:
+                return [held]
+            confirmed = SeatConfirmed(
+                **_ids(m, 1, now_ms),
+                payment_id=paid.payment_id,
+                queue_ticket=m.queue_ticket,
+                version=seat.version + 2,
+            )
+            return [held, confirmed]
+        rejected = ReservationRejected(**_ids(m, 0, now_ms), reason="seat_taken")
+        if paid is None or paid.payment_id is None:
+            return [rejected]
+        refund = RefundPayment(
+            **_ids(m, 1, now_ms), payment_id=paid.payment_id, amount=paid.price, reason="seat_taken"
+        )
+        return [rejected, refund]
     if isinstance(m, PaymentCompleted):
         if seat.held_by(m.reservation_id):
             ticket = reservation.queue_ticket if reservation else 0
@@ -121,9 +134,13 @@ def decide(
             ]
         if seat.status == SOLD and seat.reservation_id == m.reservation_id:
             return []  # redelivered payment of the confirmed buyer
-        if reservation is not None and reservation.refund_requested:
-            return []  # refund already on its way
-        reason = f"hold_{reservation.status}" if reservation else "unknown_reservation"
+        if reservation is None:  # its request is still to be decided again (see the event)
+            return [
+                PaymentArrivedEarly(**_ids(m, 0, now_ms), payment_id=m.payment_id, amount=m.amount)
+            ]
+        if reservation.refund_requested or reservation.status == PENDING:
+            return []  # refund already on its way, or the payment already waits for its request
+        reason = f"hold_{reservation.status}"
         return [
             RefundPayment(
                 **_ids(m, 0, now_ms), payment_id=m.payment_id, amount=m.amount, reason=reason
@@ -175,6 +192,16 @@ def evolve_reservation(
             price=cause.price,
             reason=None if held else e.reason,  # type: ignore[union-attr]
             hold_expires_at_ms=e.hold_expires_at_ms if isinstance(e, SeatHeld) else 0,
+        )
+    if isinstance(e, PaymentArrivedEarly):
+        return Reservation(
+            reservation_id=e.reservation_id,
+            concert_id=e.concert_id,
+            seat_id=e.seat_id,
+            user_id=e.user_id,
+            status=PENDING,
+            price=e.amount,
+            payment_id=e.payment_id,
         )
     if reservation is None:
         return None

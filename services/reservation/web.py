@@ -218,7 +218,8 @@ async def get_reservation(request: web.Request) -> web.Response:
     seen = request.query.get("seen", PENDING)
     if seen not in STATUSES:
         raise InvalidRequest(f"seen must be one of {', '.join(STATUSES)}", field="seen")
-    current = ctx.reservation(rid)
+    key = seat_key(ref.concert_id, ref.seat_id)
+    current = ctx.reservation(key, rid)
     deadline = asyncio.get_running_loop().time() + int(raw_wait) / 1000
     while (current.status if current else PENDING) == seen:
         left = deadline - asyncio.get_running_loop().time()
@@ -228,7 +229,7 @@ async def get_reservation(request: web.Request) -> web.Response:
         ctx.waiters[rid].append(fut)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(fut, left)
-        current = ctx.reservation(rid)
+        current = ctx.reservation(key, rid)
     return json_response(_view(rid, ref, current))
 
 
@@ -245,7 +246,7 @@ async def pay(request: web.Request) -> web.Response:
     await ctx.room.validate(
         request.headers.get("Queue-Token", ""), concert_id=ref.concert_id, user_id=user_id
     )
-    r = ctx.reservation(rid)
+    r = ctx.reservation(seat_key(ref.concert_id, ref.seat_id), rid)
     if r is None or r.status == PENDING:
         raise Conflict("the seat is not held yet; wait for status held", status="pending")
     if r.status == EXPIRED:

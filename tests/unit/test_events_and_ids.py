@@ -227,7 +227,7 @@ class TestMadeUpReservationIds:
     @settings(max_examples=200, deadline=None)
     @given(st.data())
     def test_an_id_with_any_payload_character_changed_is_refused(self, data: st.DataObject) -> None:
-        rid = IDS.new("c1", "A-1", "u1")
+        rid = IDS.new("c1", "A-1", "u1", "same-key")  # the same id every example: stable draws
         prefix, payload, mac = rid.split(".")
         # every bit of every payload character but the last is read (the last may be padding)
         i = data.draw(st.integers(0, len(payload) - 2))

@@ -126,7 +126,7 @@ class TestARequestItsDuplicateAndThePayment:
     async def test_leave_the_seat_sold_to_the_reservation(self, app: Any) -> None:
         rid = reservation_id()
         await send_all(app, request(rid), request(rid), completed(rid), expect_published=2)
-        seat = app.tables["seat_to_state"].get(SEAT_KEY)
+        seat = app.tables["seat_to_state"].get(SEAT_KEY)["seat"]
         # version 2: the hold and the sale; the duplicate request changed nothing
         assert seat == {
             "status": SOLD,
@@ -139,7 +139,7 @@ class TestARequestItsDuplicateAndThePayment:
         rid = reservation_id()
         started = now_ms()
         await send_all(app, request(rid), request(rid), completed(rid), expect_published=2)
-        r = app.tables["reservation_to_status"].get(rid)
+        r = app.tables["seat_to_state"].get(SEAT_KEY)["reservations"][rid]
         assert (r["status"], r["payment_id"], r["reason"]) == (CONFIRMED, payment_id_for(rid), None)
         assert (r["queue_ticket"], r["price"], r["user_id"]) == (42, 120, USER)
         # the hold was taken while the test ran, for the configured hold time
@@ -163,5 +163,6 @@ class TestAMessageTheCatalogCannotRead:
             await agent.put(key=SEAT_KEY.encode(), value=b'{"type": "SeatSold", "v": 1}')
             await agent.put(key=SEAT_KEY.encode(), value=request(rid).to_bytes())
             await until(lambda: len(published(app)) >= 1)
-        assert app.tables["reservation_to_status"].get(rid)["status"] == HELD
-        assert app.tables["seat_to_state"].get(SEAT_KEY)["version"] == 1
+        state = app.tables["seat_to_state"].get(SEAT_KEY)
+        assert state["reservations"][rid]["status"] == HELD
+        assert state["seat"]["version"] == 1

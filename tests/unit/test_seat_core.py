@@ -29,6 +29,7 @@ from services.reservation.core import (
 from services.reservation.ids import payment_id_for
 from shared.events import (
     ExpireHold,
+    PaymentArrivedEarly,
     PaymentCompleted,
     PaymentFailed,
     PaymentRefunded,
@@ -266,11 +267,47 @@ class TestPaymentArrivingAfterARelease:
         assert agent.reservations["r1"].refund_requested
         assert agent.send(completed("r1")) == []
 
-    def test_asks_for_a_refund_of_a_reservation_the_seat_never_saw(self) -> None:
+
+class TestPaymentArrivingBeforeItsRequestIsDecided:
+    """After a crash: the killed worker showed a hold that never reached the changelog, the
+    buyer paid, and the restarted worker reads the payment before the redelivered request."""
+
+    def test_keeps_the_payment_for_the_request_instead_of_refunding(self) -> None:
         agent = SeatAgent()
-        [refund] = agent.send(completed("ghost"))
-        assert isinstance(refund, RefundPayment) and refund.reason == "unknown_reservation"
-        assert agent.seat == Seat() and agent.reservations == {}
+        [early] = agent.send(completed("r1"))
+        assert isinstance(early, PaymentArrivedEarly) and early.payment_id == payment_id_for("r1")
+        assert agent.seat == Seat()
+        assert (agent.reservations["r1"].status, agent.reservations["r1"].payment_id) == (
+            PENDING,
+            payment_id_for("r1"),
+        )
+        assert agent.send(completed("r1")) == []
+
+    def test_confirms_the_seat_at_once_when_the_request_finds_it_free(self) -> None:
+        agent = agent_after(completed("r1"))
+        held, confirmed = agent.send(request("r1", ticket=9))
+        assert isinstance(held, SeatHeld) and isinstance(confirmed, SeatConfirmed)
+        assert (confirmed.payment_id, confirmed.queue_ticket, confirmed.version) == (
+            payment_id_for("r1"),
+            9,
+            2,
+        )
+        assert (agent.seat.status, agent.seat.reservation_id) == (SOLD, "r1")
+        assert agent.reservations["r1"].status == CONFIRMED
+        assert agent.send(request("r1")) == []
+
+    def test_rejects_and_refunds_when_the_request_finds_the_seat_taken(self) -> None:
+        agent = agent_after(request("r2"), completed("r1"))
+        rejected, refund = agent.send(request("r1"))
+        assert isinstance(rejected, ReservationRejected) and rejected.reason == "seat_taken"
+        assert isinstance(refund, RefundPayment)
+        assert (refund.payment_id, refund.amount, refund.reason) == (
+            payment_id_for("r1"),
+            PRICE,
+            "seat_taken",
+        )
+        assert agent.reservations["r1"].refund_requested
+        assert (agent.seat.status, agent.seat.reservation_id) == (HELD, "r2")
 
 
 class TestPaymentFailure:
@@ -575,3 +612,29 @@ class TestMessagesInAnyOrderAtAll:
         run = deliver(steps, outcomes, causal=False)
         assert sum(count(run.agent.decided, SeatConfirmed).values()) <= 1
         assert run.versions == sorted(run.versions)
+
+
+class TestARestartedWorkerReadingPaymentsFirst:
+    """After a crash, decisions that never reached the changelog are made again, and payment
+    results (another topic) may be read before the redelivered requests they paid for."""
+
+    @settings(max_examples=250, deadline=None)
+    @given(steps_st, outcomes_st)
+    def test_every_completed_payment_still_ends_in_a_seat_or_exactly_one_refund(
+        self, steps: list[tuple[str, int, int]], outcomes: list[bool]
+    ) -> None:
+        first = deliver(steps, outcomes)
+        results = (PaymentCompleted, PaymentFailed)
+        payments = [(m, t) for m, t in first.delivered if isinstance(m, results)]
+        others = [(m, t) for m, t in first.delivered if not isinstance(m, results)]
+        restarted = SeatAgent()
+        for m, now in payments + others:
+            restarted.send(m, now_ms=now)
+        paid = {m.reservation_id for m, _ in payments if isinstance(m, PaymentCompleted)}
+        confirmed = count(restarted.decided, SeatConfirmed)
+        refunds = count(restarted.decided, RefundPayment)
+        assert sum(confirmed.values()) <= 1
+        for rid in paid:
+            assert confirmed[rid] + refunds[rid] == 1, (rid, confirmed, refunds)
+        if restarted.seat.status != AVAILABLE:  # nobody keeps a seat they were refunded for
+            assert not refunds[restarted.seat.reservation_id], (restarted.seat, refunds)

@@ -1,0 +1,32 @@
+"""The fix for Faust emptying agents' queues at the end of recovery (shared/faust_compat.py)."""
+
+from __future__ import annotations
+
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+from shared.faust_compat import keep_queued_messages_on_resume
+
+
+def flow_and_queue() -> tuple[FlowControlEvent, FlowControlQueue[str]]:
+    keep_queued_messages_on_resume()
+    flow = FlowControlEvent()
+    return flow, FlowControlQueue(flow_control=flow, clear_on_resume=True)
+
+
+class TestResumingFlowThatIsAlreadyActive:
+    def test_keeps_the_messages_queued_since_it_was_resumed(self) -> None:
+        flow, queue = flow_and_queue()
+        flow.resume()
+        queue.put_nowait("fetched during recovery")
+        flow.resume()  # what Faust does once recovery is complete
+        assert queue.qsize() == 1 and flow.is_active()
+
+
+class TestResumingFlowAfterASuspension:
+    def test_still_empties_the_queues_of_messages_from_before(self) -> None:
+        flow, queue = flow_and_queue()
+        flow.resume()
+        queue.put_nowait("of a partition being revoked")
+        flow.suspend()  # what Faust does when a rebalance starts
+        flow.resume()
+        assert queue.qsize() == 0 and flow.is_active()
