@@ -86,6 +86,28 @@ def create_faust_app(
     )
 
 
+class AckedTable(faust.Table):  # type: ignore[type-arg]
+    """A table whose latest changelog write can be awaited: it resolves once the broker has
+    acknowledged the record, i.e. once the change would survive a crash of this worker."""
+
+    last_write: Any = None
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        self.last_write = super().send_changelog(*args, **kwargs)
+        return self.last_write
+
+
+def acked_table(app: faust.App, name: str) -> Any:
+    table = AckedTable(
+        app,
+        name=name,
+        default=None,
+        beacon=app.tables.beacon,
+        partitions=app.conf.topic_partitions,
+    )
+    return app.tables.add(table)
+
+
 def raw_topic(app: faust.App, *names: str) -> Any:
     """A topic (or several co-partitioned ones) of raw bytes; the event catalog decodes."""
     return app.topic(
@@ -99,8 +121,15 @@ def raw_topic(app: faust.App, *names: str) -> Any:
 
 
 async def decoded(stream: Any, metrics: StreamMetrics) -> AsyncIterator[Message]:
-    """The catalog messages of a Faust stream, counted per topic. A message the catalog cannot
-    read is counted, logged with its position and skipped (it would never decode on retry)."""
+    """The catalog messages of a Faust stream, counted per topic (see `decoded_events`)."""
+    async for _, message in decoded_events(stream, metrics):
+        yield message
+
+
+async def decoded_events(stream: Any, metrics: StreamMetrics) -> AsyncIterator[tuple[Any, Message]]:
+    """(Faust event, catalog message) of a stream, counted per topic. A message the catalog
+    cannot read is counted, logged with its position, acked and skipped (it would never decode
+    on retry). On a `stream.noack()` stream the caller acks every event it is given."""
     async for event in stream.events():
         topic = event.message.topic
         metrics.consumed.labels(topic).inc()
@@ -115,8 +144,9 @@ async def decoded(stream: Any, metrics: StreamMetrics) -> AsyncIterator[Message]
                 event.message.offset,
                 exc,
             )
+            event.ack()
             continue
-        yield message
+        yield event, message
 
 
 def run_worker(app: faust.App, infra: InfraSettings) -> int:

@@ -19,7 +19,13 @@ from services.reservation.ids import ReservationIds
 from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
 from services.reservation.web import create_web_app
-from shared.faust_app import create_faust_app, decoded, raw_topic, track_consumer_lag
+from shared.faust_app import (
+    acked_table,
+    create_faust_app,
+    decoded_events,
+    raw_topic,
+    track_consumer_lag,
+)
 from shared.faust_web import AiohttpServer
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.stream_metrics import StreamMetrics
@@ -62,15 +68,17 @@ def create_app(settings: ReservationSettings) -> faust.App:
         metrics=StreamMetrics(registry),
         registry=registry,
         topics=topics,
-        seat_to_state=app.Table("seat_to_state", default=None, partitions=infra.kafka_partitions),
+        seat_to_state=acked_table(app, "seat_to_state"),
     )
     seat_commands = raw_topic(app, *names(SEAT))
 
     @app.agent(seat_commands, name="seat_agent", concurrency=1)
     async def seat_agent(stream: Any) -> None:
-        async for m in decoded(stream, ctx.metrics):
+        # noack: an event is acked (its offset may be committed) only once the outputs of its
+        # decision are handed to the producer, after the decision itself is durable.
+        async for event, m in decoded_events(stream.noack(), ctx.metrics):
             with ctx.metrics.handler_latency.labels("seat_agent").time():
-                await ctx.handle(m)
+                await ctx.handle(m, done=event.ack)
 
     rescan_at = [0.0]
 

@@ -16,6 +16,7 @@ import heapq
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ from services.reservation.core import (
 from services.reservation.ids import ReservationIds
 from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
-from shared.events import ExpireHold, Message, SeatHeld, SeatMessage, utc_iso
+from shared.events import ExpireHold, Message, SeatHeld, SeatMessage, decode, utc_iso
 from shared.stream_metrics import StreamMetrics
 from shared.topics import TOPIC_OF, key_of
 from shared.waiting_room import WaitingRoom
@@ -65,6 +66,7 @@ class Reservations:
         default_factory=lambda: defaultdict(list)
     )
     deadlines: list[tuple[int, str, str]] = field(default_factory=list)  # (ms, seat, hold id)
+    _outbox: Outbox | None = None
 
     async def publish(self, topic: str, m: Message) -> Any:
         """Send and return the future of the broker's acknowledgement."""
@@ -84,13 +86,22 @@ class Reservations:
             if not fut.done():
                 fut.set_result(None)
 
-    async def handle(self, m: Message) -> None:
-        """One message through the core; tables and outputs follow what it decided."""
+    async def handle(self, m: Message, done: Callable[[], Any] = lambda: None) -> None:
+        """One message through the core; the seat record and outputs follow what it decided.
+
+        Outputs leave only once the record holding the decision is acknowledged by the broker
+        (`Outbox`): a crash loses a decision and its outputs together, and never leaves outputs
+        of a decision the restarted worker does not know (it might decide differently). The
+        record keeps each decision's outputs, so a message redelivered after a crash publishes
+        them again (consumers de-duplicate by event id and seat version). `done` (the event's
+        ack) is called once the outputs are handed to the producer."""
         if not isinstance(m, SeatMessage):
+            await self.outbox.put(None, [], None, done)
             return
         state = self.seat_to_state.get(m.seat_key) or {}
         seat = seat_from_dict(state.get("seat"))
         reservations: dict[str, Any] = state.get("reservations", {})
+        sent: dict[str, dict[str, list[str]]] = state.get("sent", {})  # id -> cause -> outputs
         doc = reservations.get(m.reservation_id)
         before = Reservation.from_dict(doc) if doc else None
         now = now_ms()
@@ -98,6 +109,8 @@ class Reservations:
         decided = decide(seat, before, m, now_ms=now, hold_ms=hold_ms)
         if not decided:
             self.metrics.decisions.labels(f"{type(m).__name__}:ignored").inc()
+            again = [decode(raw) for raw in sent.get(m.reservation_id, {}).get(m.event_id, [])]
+            await self.outbox.put(self.last_write(), again, None, done)
             return
         after: Reservation | None = before
         for e in decided:
@@ -108,14 +121,31 @@ class Reservations:
                 heapq.heappush(self.deadlines, (e.hold_expires_at_ms, m.seat_key, e.reservation_id))
         if after is not None:
             reservations = {**reservations, after.reservation_id: after.to_dict()}
-        self.seat_to_state[m.seat_key] = {"seat": seat_to_dict(seat), "reservations": reservations}
+        outputs: list[Message] = [e for e in decided if type(e).__name__ in TOPIC_OF]
+        if outputs:
+            causes = {
+                **sent.get(m.reservation_id, {}),
+                m.event_id: [e.to_bytes().decode() for e in outputs],
+            }
+            sent = {**sent, m.reservation_id: causes}
+        self.seat_to_state[m.seat_key] = {
+            "seat": seat_to_dict(seat),
+            "reservations": reservations,
+            "sent": sent,
+        }
         if after is not None and is_open(before) and not is_open(after):
             await self.release_user_hold(after)
-        for e in decided:
-            topic = TOPIC_OF.get(type(e).__name__)
-            if topic is not None:
-                await self.publish(topic, e)
-        self.notify(m.reservation_id)
+        await self.outbox.put(self.last_write(), outputs, m.reservation_id, done)
+
+    def last_write(self) -> Any:
+        """The broker's acknowledgement of the latest seat record written (a future)."""
+        return self.seat_to_state.last_write
+
+    @property
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            self._outbox = Outbox(self)
+        return self._outbox
 
     async def release_user_hold(self, r: Reservation) -> None:
         """Best effort: the hold-limit entry also lapses by itself at its deadline."""
@@ -164,3 +194,40 @@ class Reservations:
             )
             sent += 1
         return sent
+
+
+class Outbox:
+    """Publishes each decision's outputs once its seat record is durable, in decision order.
+
+    The seat agent hands over (write, outputs, reservation id, ack) and goes on with the next
+    message at once; one task waits for each write's acknowledgement, publishes the outputs,
+    wakes long-polling readers and acks the event. Waiting inline instead would cost the
+    agent one broker round trip per message. The queue is bounded: a slow broker slows the
+    agent down instead of growing memory."""
+
+    def __init__(self, ctx: Reservations, size: int = 10_000) -> None:
+        self.ctx = ctx
+        self.queue: asyncio.Queue[tuple[Any, list[Message], str | None, Callable[[], Any]]] = (
+            asyncio.Queue(size)
+        )
+        self.task = asyncio.ensure_future(self.run())
+
+    async def put(
+        self, write: Any, outputs: list[Message], rid: str | None, done: Callable[[], Any]
+    ) -> None:
+        await self.queue.put((write, outputs, rid, done))
+
+    async def run(self) -> None:
+        try:
+            while True:
+                write, outputs, rid, done = await self.queue.get()
+                if write is not None:
+                    await write
+                for e in outputs:
+                    await self.ctx.publish(TOPIC_OF[type(e).__name__], e)
+                if rid is not None:
+                    self.ctx.notify(rid)
+                done()
+        except Exception as exc:  # a decision that cannot be made durable: stop the worker
+            log.critical("seat records or outputs cannot be sent (%r); stopping", exc)
+            await self.ctx.app.crash(exc)

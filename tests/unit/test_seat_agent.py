@@ -2,9 +2,8 @@
 
 The app is the real one from `create_app`; Redis and Kafka addresses point at closed ports. The
 agent's only Redis call (releasing the user's hold count) is best effort and just logs a warning.
-Faust would send the agent's outputs to the broker at once; with `stream_publish_on_commit` it
-attaches them to the consumed offset instead, to be sent on commit, which never comes in a test
-context, so they wait in the app's attachments, where these tests read them.
+There is no broker: the seat record's acknowledgement is not waited for, and what the agent
+publishes is recorded (topic, key, message) instead of sent, where these tests read it.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from services.reservation.app import create_app
+from services.reservation.context import Reservations
 from services.reservation.core import CONFIRMED, HELD, SOLD
 from services.reservation.ids import ReservationIds, payment_id_for
 from services.reservation.settings import ReservationSettings
@@ -27,10 +27,10 @@ from shared.events import (
     ReservationRequested,
     SeatConfirmed,
     SeatHeld,
-    decode,
     utc_iso,
 )
 from shared.settings import Env
+from shared.topics import key_of
 
 SECRET = "test-secret-" + "x" * 32
 HOLD_S = 120
@@ -39,7 +39,7 @@ SEAT_KEY = f"{CONCERT}|{SEAT_ID}"
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Any]:
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     settings = ReservationSettings.from_env(
         Env(
             {
@@ -54,7 +54,14 @@ def app(tmp_path: Path) -> Iterator[Any]:
         )
     )
     app = create_app(settings)
-    app.conf.stream_publish_on_commit = True
+    sent: list[tuple[str, bytes, Message]] = []
+
+    async def record(self: Reservations, topic: str, m: Message) -> None:
+        sent.append((topic, key_of(topic, m), m))
+
+    monkeypatch.setattr(Reservations, "last_write", lambda self: None)
+    monkeypatch.setattr(Reservations, "publish", record)
+    app.sent_by_test = sent
     yield app
     # Writing a table made Faust build its consumer, whose thread got an event loop of its own;
     # a started worker would close it on stop, this never-started one has to be told.
@@ -99,12 +106,7 @@ def completed(rid: str) -> PaymentCompleted:
 
 def published(app: Any) -> list[tuple[str, bytes, Message]]:
     """(topic, key, message) of every send the agent made, in order."""
-    attached = sorted(a for pending in app._attachments._pending.values() for a in pending)
-    out = []
-    for a in attached:
-        pending = a.message.value.message
-        out.append((pending.channel.get_topic_name(), pending.key, decode(pending.value)))
-    return out
+    return list(app.sent_by_test)
 
 
 async def until(done: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -145,15 +147,19 @@ class TestARequestItsDuplicateAndThePayment:
         # the hold was taken while the test ran, for the configured hold time
         assert started + HOLD_S * 1000 <= r["hold_expires_at_ms"] <= now_ms() + HOLD_S * 1000
 
-    async def test_publish_the_hold_and_the_sale_once_each(self, app: Any) -> None:
+    async def test_publish_the_hold_again_for_the_duplicate_and_the_sale(self, app: Any) -> None:
+        # A redelivered message publishes its decision's outputs again, the same events: after
+        # a crash they may never have left. Consumers de-duplicate by event id and version.
         rid = reservation_id()
-        await send_all(app, request(rid), request(rid), completed(rid), expect_published=2)
+        await send_all(app, request(rid), request(rid), completed(rid), expect_published=3)
         sent = published(app)
         assert [(topic, key, type(m)) for topic, key, m in sent] == [
             ("seat.held", CONCERT.encode(), SeatHeld),
+            ("seat.held", CONCERT.encode(), SeatHeld),
             ("seat.confirmed", CONCERT.encode(), SeatConfirmed),
         ]
-        assert [m.event_id for _, _, m in sent] == [f"req:{rid}:0", f"pay:{rid}:0:0"]
+        assert sent[0][2] == sent[1][2]
+        assert [m.event_id for _, _, m in sent] == [f"req:{rid}:0"] * 2 + [f"pay:{rid}:0:0"]
 
 
 class TestAMessageTheCatalogCannotRead:
