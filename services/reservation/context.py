@@ -1,7 +1,8 @@
 """What the seat agent, the hold sweeper and the HTTP handlers of one worker share.
 
 `Reservations.handle` is the seat agent's shell: decode is done by the caller; it loads the seat
-and reservation, calls the pure core, writes the result and publishes what the core decided.
+and reservation, calls the pure core, writes the result and hands what the core decided to the
+`Outbox`, which publishes it once the write is durable.
 
 One table, `seat_to_state`, keyed by seat, holds the seat and every reservation of that seat:
 each decision is one changelog record, so a crash can never keep the seat's half of a decision
@@ -61,7 +62,9 @@ class Reservations:
     metrics: StreamMetrics
     registry: CollectorRegistry
     topics: dict[str, Any]
-    seat_to_state: Any  # seat key -> {"seat": Seat dict, "reservations": {id: Reservation dict}}
+    # seat key -> {"seat": Seat dict, "reservations": {id: Reservation dict},
+    #              "sent": {id: {cause event id: [outputs as JSON]}}}
+    seat_to_state: Any
     waiters: dict[str, list[asyncio.Future[None]]] = field(
         default_factory=lambda: defaultdict(list)
     )

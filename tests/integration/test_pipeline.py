@@ -253,13 +253,6 @@ class TestDuplicates:
 
 
 class TestCrash:
-    @pytest.mark.xfail(
-        strict=False,
-        reason="known rare defects (about 2 runs in 85 after the fixes of this change): outputs "
-        "the killed worker published before its changelog write was durable can contradict the "
-        "restarted worker's new decisions (the seat map then disagrees), and once a restarted "
-        "worker stopped consuming for good (cause not found); see README, crash recovery",
-    )
     async def test_a_killed_reservation_worker_recovers_its_seats_from_the_changelog(
         self, default_pipeline: Pipeline, kafka_brokers: str
     ) -> None:
