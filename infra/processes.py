@@ -87,6 +87,17 @@ def stop(proc: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
         kill(proc)
 
 
+def stop_all(procs: Sequence[subprocess.Popen[bytes]], *, timeout: float = 10.0) -> None:
+    """SIGTERM every child's process group at once, then `stop` each within one deadline."""
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        stop(proc, timeout=max(0.1, deadline - time.monotonic()))
+
+
 def kill(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the child's whole process group (crash simulation, or the last resort)."""
     with contextlib.suppress(ProcessLookupError):

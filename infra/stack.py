@@ -11,8 +11,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.embedded import Server, start_broker, start_redis
-from infra.processes import port_open, spawn, stop, wait_until
+from infra.embedded import Server, bootstrap, start_brokers, start_redis
+from infra.processes import port_open, spawn, stop, stop_all, wait_until
+from shared.settings import Env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,7 @@ class Stack:
     workdir: Path
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     servers: list[Server] = field(default_factory=list)
+    brokers: list[Server] = field(default_factory=list)  # the embedded brokers, in node order
     services: list[ServiceProc] = field(default_factory=list)
 
     def start_infra(
@@ -48,10 +50,13 @@ class Stack:
             self.servers.append(redis)
             self.env["REDIS_URL"] = f"redis://{redis.address}/0"
         if with_broker and not self.env.get("KAFKA_BROKERS"):
-            impl = self.env.get("KAFKA_BROKER_IMPL", "noida")
-            broker = start_broker(self.workdir / "broker", impl, kafka_port)
-            self.servers.append(broker)
-            self.env["KAFKA_BROKERS"] = broker.address
+            impl = self.env.get("KAFKA_BROKER_IMPL", "kafka")
+            nodes = Env(self.env).integer("KAFKA_CLUSTER", 1, minimum=1, maximum=9)
+            self.brokers = start_brokers(self.workdir / "broker", impl, kafka_port, nodes)
+            self.servers.extend(self.brokers)
+            self.env["KAFKA_BROKERS"] = bootstrap(self.brokers)
+            # A cluster's topics are replicated (3 at most) unless the environment says otherwise.
+            self.env.setdefault("KAFKA_REPLICATION", str(min(3, nodes)))
 
     def start_service(
         self, name: str, *, port: int, workers: int = 1, extra_env: dict[str, str] | None = None
@@ -95,9 +100,10 @@ class Stack:
             for proc in service.procs:
                 stop(proc)
         self.services.clear()
-        for server in reversed(self.servers):
-            server.stop()
+        # Together: a cluster node stopped alone waits for a quorum its peers may have left.
+        stop_all([server.proc for server in self.servers])
         self.servers.clear()
+        self.brokers.clear()
 
 
 def ready(url: str) -> bool:

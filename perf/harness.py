@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from infra.kafka_broker import KAFKA_VERSION
 from infra.processes import free_port
 from infra.stack import ROOT, Stack
 from perf.bench_queue import k6_binary
@@ -65,13 +66,20 @@ def environment(stack: Stack) -> dict[str, object]:
         "broker": (
             f"external ({stack.env['KAFKA_BROKERS']})"
             if os.environ.get("KAFKA_BROKERS")
-            else f"noida-db {package_version('noida-db')}"
+            else broker_description(stack.env)
         ),
         "k6": command_version([k6_binary(), "version"]),
         "os": command_version(["uname", "-srm"]),
         "faust": package_version("faust-streaming"),
         "aiokafka": package_version("aiokafka"),
     }
+
+
+def broker_description(env: dict[str, str]) -> str:
+    if env.get("KAFKA_BROKER_IMPL", "kafka") == "noida":
+        return f"noida-db {package_version('noida-db')}"
+    nodes = int(env.get("KAFKA_CLUSTER") or 1)
+    return f"Apache Kafka {KAFKA_VERSION} (KRaft, {nodes} node{'s' if nodes > 1 else ''})"
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -21,7 +21,7 @@ from shared.faust_compat import keep_queued_messages_on_resume
 from shared.kafka_compat import pace_fetches
 from shared.settings import InfraSettings
 from shared.stream_metrics import StreamMetrics
-from shared.topics import ensure_topics
+from shared.topics import changelog_configs, ensure_topics
 
 
 class IdempotentProducer(Producer):
@@ -49,7 +49,7 @@ def create_faust_app(
     app_id: str, infra: InfraSettings, *, web_host: str, web_port: int, datadir: Path
 ) -> faust.App:
     datadir.mkdir(parents=True, exist_ok=True)
-    pace_fetches(infra.kafka_fetch_min_interval_ms)
+    pace_fetches(infra.fetch_pacing_ms)
     keep_queued_messages_on_resume()
     return faust.App(
         app_id,
@@ -58,7 +58,7 @@ def create_faust_app(
         datadir=str(datadir),
         topic_partitions=infra.kafka_partitions,
         topic_replication_factor=infra.kafka_replication,
-        processing_guarantee="at_least_once",
+        processing_guarantee=infra.kafka_processing_guarantee,
         producer_acks=-1,
         producer_linger_ms=infra.kafka_linger_ms,
         broker_session_timeout=infra.kafka_session_timeout_s,
@@ -66,10 +66,10 @@ def create_faust_app(
         broker_rebalance_timeout=infra.kafka_rebalance_timeout_s,
         broker_commit_interval=0.5,
         consumer_auto_offset_reset="earliest",
-        # Static membership (KIP-345): a worker restarted after a crash takes its own place back
-        # at once, instead of waiting for the broker to expire the dead member (noida-db never
-        # does). Each worker of a service needs its own FAUST_WORKER_ID (0, 1, ...).
-        consumer_group_instance_id=f"{app_id}-{infra.faust_worker_id}",
+        # Static membership (KIP-345) only where chosen: see `InfraSettings.static_membership`.
+        consumer_group_instance_id=(
+            f"{app_id}-{infra.faust_worker_id}" if infra.static_membership else None
+        ),
         stream_recovery_delay=0.0,
         table_standby_replicas=0,
         web_host=web_host,
@@ -97,13 +97,14 @@ class AckedTable(faust.Table):  # type: ignore[type-arg]
         return self.last_write
 
 
-def acked_table(app: faust.App, name: str) -> Any:
+def acked_table(app: faust.App, name: str, infra: InfraSettings) -> Any:
     table = AckedTable(
         app,
         name=name,
         default=None,
         beacon=app.tables.beacon,
         partitions=app.conf.topic_partitions,
+        extra_topic_configs=changelog_configs(infra.kafka_min_insync_replicas),
     )
     return app.tables.add(table)
 
@@ -152,7 +153,14 @@ async def decoded_events(stream: Any, metrics: StreamMetrics) -> AsyncIterator[t
 def run_worker(app: faust.App, infra: InfraSettings) -> int:
     """Declare the catalog's topics, then run a Faust worker until SIGTERM/SIGINT (drains)."""
     brokers = infra.kafka_brokers or "127.0.0.1:9092"
-    asyncio.run(ensure_topics(brokers, infra.kafka_partitions, infra.kafka_replication))
+    asyncio.run(
+        ensure_topics(
+            brokers,
+            infra.kafka_partitions,
+            infra.kafka_replication,
+            infra.kafka_min_insync_replicas,
+        )
+    )
     worker = faust.Worker(app, loglevel="INFO", quiet=True)
     worker.execute_from_commandline()  # exits the process itself
     return 0

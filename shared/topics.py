@@ -4,12 +4,27 @@ Co-partitioning: every topic the seat agent consumes is keyed by the seat key
 (``concert_id|seat_id``) and has ``SEAT_PARTITIONS`` partitions, so all messages about one seat
 reach the same partition and its single writer. Seat facts for the read model are keyed by
 ``concert_id`` so the projection sees each concert's facts in order on one partition.
-Changelog topics of Faust tables are created by Faust, compacted.
+Changelog topics of Faust tables are created by Faust, compacted, with `CHANGELOG` settings.
+
+Topic-level settings live here, not in broker defaults: how long each topic keeps its records
+(`retention_ms`), its segment size, and `min.insync.replicas` (a cluster-wide policy read from
+`KAFKA_MIN_INSYNC_REPLICAS`, written onto every topic the project creates).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+DAY_MS = 24 * 3600 * 1000
+# Commands are kept a week: far longer than any consumer may lag, so none is deleted unprocessed.
+COMMANDS_KEPT_MS = 7 * DAY_MS
+# Facts (sales, payments, refunds) are the record of the sale and what a replay rebuilds from:
+# kept until an operator archives them (-1 = no time limit).
+FACTS_KEPT_MS = -1
+# Hold-expiry timers matter for minutes: a day is plenty.
+TIMERS_KEPT_MS = DAY_MS
+# Small segments (the default is 1 GiB): retention and compaction work on closed segments only.
+SEGMENT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -20,7 +35,23 @@ class TopicSpec:
     producer: str
     consumers: tuple[str, ...]
     group: str  # co-partitioning group: topics of one group share a partition count
+    retention_ms: int = FACTS_KEPT_MS
+    segment_bytes: int = SEGMENT_BYTES
     cleanup: str = "delete"  # every catalog topic is a log; Faust changelogs are compacted
+
+    def configs(self, min_insync_replicas: int) -> dict[str, str]:
+        """The topic-level settings this catalog gives the topic."""
+        return {
+            "cleanup.policy": self.cleanup,
+            "retention.ms": str(self.retention_ms),
+            "segment.bytes": str(self.segment_bytes),
+            "min.insync.replicas": str(min_insync_replicas),
+        }
+
+
+def changelog_configs(min_insync_replicas: int) -> dict[str, str]:
+    """Extra settings of every Faust table changelog (Faust itself makes them compacted)."""
+    return {"min.insync.replicas": str(min_insync_replicas), "segment.bytes": str(SEGMENT_BYTES)}
 
 
 SEAT = "seat"  # keyed by concert_id|seat_id, consumed together by the seat agent
@@ -35,6 +66,7 @@ CATALOG: tuple[TopicSpec, ...] = (
         "reservation (HTTP)",
         ("reservation",),
         SEAT,
+        retention_ms=COMMANDS_KEPT_MS,
     ),
     TopicSpec(
         "seat.hold_expiry",
@@ -43,6 +75,7 @@ CATALOG: tuple[TopicSpec, ...] = (
         "reservation (hold sweeper)",
         ("reservation",),
         SEAT,
+        retention_ms=TIMERS_KEPT_MS,
     ),
     TopicSpec(
         "payment.completed",
@@ -75,6 +108,7 @@ CATALOG: tuple[TopicSpec, ...] = (
         "reservation (HTTP)",
         ("payment",),
         PAYMENT,
+        retention_ms=COMMANDS_KEPT_MS,
     ),
     TopicSpec(
         "payment.refund_requested",
@@ -83,6 +117,7 @@ CATALOG: tuple[TopicSpec, ...] = (
         "reservation (seat agent)",
         ("payment",),
         PAYMENT,
+        retention_ms=COMMANDS_KEPT_MS,
     ),
     TopicSpec(
         "concert.created",
@@ -147,7 +182,9 @@ def consumed_by(service: str) -> tuple[str, ...]:
     return tuple(spec.name for spec in CATALOG if service in spec.consumers)
 
 
-async def ensure_topics(bootstrap: str, partitions: int, replication: int) -> list[str]:
+async def ensure_topics(
+    bootstrap: str, partitions: int, replication: int, min_insync_replicas: int
+) -> list[str]:
     """Create every catalog topic that does not exist yet (idempotent); return those created.
 
     Run before any worker starts: a topic auto-created by a first send would get the broker's
@@ -165,7 +202,7 @@ async def ensure_topics(bootstrap: str, partitions: int, replication: int) -> li
             await admin.create_topics(
                 [
                     NewTopic(
-                        spec.name, partitions, replication, None, {"cleanup.policy": spec.cleanup}
+                        spec.name, partitions, replication, None, spec.configs(min_insync_replicas)
                     )
                     for spec in missing
                 ]

@@ -1,7 +1,8 @@
-"""Session-wide real servers: one Redis and one Kafka-protocol broker on free loopback ports.
+"""Session-wide real servers: one Redis and one Apache Kafka broker on free loopback ports.
 
-REDIS_URL / KAFKA_BROKERS in the environment point the suite at existing servers instead; tests
-that stop or kill a server start their own private one.
+REDIS_URL / KAFKA_BROKERS in the environment point the suite at existing servers instead;
+KAFKA_BROKER_IMPL=noida runs it on the noida-db fallback. Tests that stop or kill a server start
+their own private one; the cluster tests start a three-node Kafka cluster of their own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.embedded import Server, start_broker, start_redis
+from infra.embedded import Server, start_brokers, start_redis
+from infra.processes import stop_all
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +38,7 @@ def redis_url(workdir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def broker_impl() -> str:
-    return os.environ.get("KAFKA_BROKER_IMPL", "noida")
+    return os.environ.get("KAFKA_BROKER_IMPL", "kafka")
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +46,7 @@ def kafka_brokers(workdir: Path, broker_impl: str) -> Iterator[str]:
     if os.environ.get("KAFKA_BROKERS"):
         yield os.environ["KAFKA_BROKERS"]
         return
-    server = start_broker(workdir / "broker", broker_impl)
+    (server,) = start_brokers(workdir / "broker", broker_impl)
     try:
         yield server.address
     finally:
@@ -64,8 +66,18 @@ def private_redis(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture
 def private_broker(tmp_path: Path, broker_impl: str) -> Iterator[Server]:
     """A broker of this test's own, for tests that kill or restart it."""
-    server = start_broker(tmp_path / "broker", broker_impl)
+    (server,) = start_brokers(tmp_path / "broker", broker_impl)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def kafka_cluster(tmp_path: Path) -> Iterator[list[Server]]:
+    """A three-node Apache Kafka cluster (KRaft, combined roles) of this test's own."""
+    servers = start_brokers(tmp_path / "cluster", "kafka", nodes=3)
+    try:
+        yield servers
+    finally:
+        stop_all([server.proc for server in servers])

@@ -217,7 +217,7 @@ def create_app(settings: QueueSettings) -> web.Application:
                 store,
                 metrics,
                 session_timeout_s=infra.kafka_session_timeout_s,
-                fetch_min_interval_ms=infra.kafka_fetch_min_interval_ms,
+                fetch_min_interval_ms=infra.fetch_pacing_ms,
             )
             confirmations = asyncio.create_task(consumer.run(), name="confirmations")
         yield

@@ -68,7 +68,7 @@ def create_app(settings: ReservationSettings) -> faust.App:
         metrics=StreamMetrics(registry),
         registry=registry,
         topics=topics,
-        seat_to_state=acked_table(app, "seat_to_state"),
+        seat_to_state=acked_table(app, "seat_to_state", settings.infra),
     )
     seat_commands = raw_topic(app, *names(SEAT))
 

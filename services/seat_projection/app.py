@@ -22,7 +22,7 @@ from shared.faust_web import AiohttpServer, service_app
 from shared.http import json_response
 from shared.ids import ID_RULE, is_valid_id
 from shared.stream_metrics import StreamMetrics
-from shared.topics import consumed_by
+from shared.topics import changelog_configs, consumed_by
 
 MAX_LIMIT = 1000
 STATUSES = (AVAILABLE, HELD, SOLD)
@@ -58,8 +58,13 @@ def create_app(settings: ProjectionSettings) -> faust.App:
     registry = CollectorRegistry()
     metrics = StreamMetrics(registry)
     partitions = infra.kafka_partitions
-    seat_to_status = app.Table("seat_to_status", default=None, partitions=partitions)
-    concert_to_counts = app.Table("concert_to_counts", default=None, partitions=partitions)
+    changelog = changelog_configs(infra.kafka_min_insync_replicas)
+    seat_to_status = app.Table(
+        "seat_to_status", default=None, partitions=partitions, extra_topic_configs=changelog
+    )
+    concert_to_counts = app.Table(
+        "concert_to_counts", default=None, partitions=partitions, extra_topic_configs=changelog
+    )
 
     @app.agent(raw_topic(app, *consumed_by("seat_projection")), name="seat_map", concurrency=1)
     async def seat_map(stream: Any) -> None:

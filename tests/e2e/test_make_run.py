@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from infra.processes import free_port
 from infra.stack import ROOT
 
@@ -80,8 +82,9 @@ def children_of(pid: int) -> list[int]:
 
 
 class TestMakeRun:
+    @pytest.mark.parametrize("kafka_nodes", [1, 3])
     def test_starts_everything_on_loopback_serves_and_stops_cleanly_on_ctrl_c(
-        self, tmp_path: Path
+        self, tmp_path: Path, kafka_nodes: int
     ) -> None:
         queue_port, reservation_port = free_port(), free_port()
         admin = "e2e-admin-token-0123456789"
@@ -97,6 +100,7 @@ class TestMakeRun:
             "ADMIN_TOKEN": admin,
             "QUEUE_ADMIT_PER_S": "1000",
             "PYTHONUNBUFFERED": "1",
+            "KAFKA_CLUSTER": str(kafka_nodes),
         }
         proc = subprocess.Popen(
             [sys.executable, "-m", "infra.run"],
@@ -110,7 +114,9 @@ class TestMakeRun:
             output = "".join(wait_for_line(proc, "ready - Ctrl-C", START_TIMEOUT_S))
             assert f"http://127.0.0.1:{queue_port}" in output
             children = children_of(proc.pid)
-            assert len(children) == 6  # redis, broker and the four services
+            assert len(children) == 1 + kafka_nodes + 4  # redis, the brokers, four services
+            (brokers,) = [line.split()[1] for line in output.splitlines() if line[:6] == "kafka "]
+            assert len(brokers.split(",")) == kafka_nodes
 
             assert f"http://127.0.0.1:{reservation_port}" in output
             assert buy_one_seat(queue_port, reservation_port, admin) == "confirmed"

@@ -12,11 +12,12 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.embedded import Server
 from infra.processes import free_port, stop
 from shared.events import SeatConfirmed, decode
+from tests.support.kafka import partitions_of
 from tests.support.pipeline import ADMIN_TOKEN, TERMINAL, Pipeline, pipeline
 from tests.support.queue import eventually
 
@@ -57,11 +58,7 @@ async def confirmed_seat_log(brokers: str) -> list[SeatConfirmed]:
     consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic("seat.confirmed") or set()
-        if not parts:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic("seat.confirmed") or set()
-        tps = [TopicPartition("seat.confirmed", n) for n in parts]
+        tps = await partitions_of(brokers, "seat.confirmed")
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
@@ -326,12 +323,7 @@ async def _replay_concert(brokers: str, concert: str) -> int:
     await consumer.start()
     await producer.start()
     try:
-        await consumer.topics()
-        tps = [
-            TopicPartition(spec.name, n)
-            for spec in CATALOG
-            for n in consumer.partitions_for_topic(spec.name) or ()
-        ]
+        tps = await partitions_of(brokers, *(spec.name for spec in CATALOG))
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)

@@ -12,8 +12,9 @@ class TestSettings:
     def test_defaults_are_the_documented_ones(self) -> None:
         s = queue()
         assert (s.host, s.port, s.active_ttl_s, s.wait_heartbeat_s) == ("127.0.0.1", 8000, 30, 60)
-        assert s.infra.env == "dev" and s.infra.kafka_broker_impl == "noida"
+        assert s.infra.env == "dev" and s.infra.kafka_broker_impl == "kafka"
         assert s.infra.kafka_idempotent is True
+        assert s.infra.kafka_processing_guarantee == "at_least_once"
 
     def test_reads_values_from_the_environment(self) -> None:
         s = queue(QUEUE_PORT="9000", QUEUE_ADMIT_PER_S="12.5", KAFKA_IDEMPOTENT="false")
@@ -27,7 +28,9 @@ class TestSettings:
             ("QUEUE_ACTIVE_TTL_S", "-1"),
             ("KAFKA_IDEMPOTENT", "maybe"),
             ("APP_ENV", "staging"),
-            ("KAFKA_BROKER_IMPL", "kafka"),
+            ("KAFKA_BROKER_IMPL", "tansu"),
+            ("KAFKA_PROCESSING_GUARANTEE", "at_most_once"),
+            ("KAFKA_MIN_INSYNC_REPLICAS", "4"),
         ],
     )
     def test_a_bad_value_fails_loudly_naming_the_variable(self, name: str, value: str) -> None:
@@ -55,6 +58,22 @@ class TestSettings:
     def test_empty_infra_urls_mean_embedded_servers(self) -> None:
         infra = InfraSettings.from_env(Env({}))
         assert infra.redis_url == "" and infra.kafka_brokers == ""
+
+    def test_replication_defaults_to_three_in_prod_with_two_replicas_in_sync(self) -> None:
+        prod = InfraSettings.from_env(Env({"APP_ENV": "prod"}))
+        assert (prod.kafka_replication, prod.kafka_min_insync_replicas) == (3, 2)
+        dev = InfraSettings.from_env(Env({}))
+        assert (dev.kafka_replication, dev.kafka_min_insync_replicas) == (1, 1)
+        report_shape = InfraSettings.from_env(Env({"KAFKA_REPLICATION": "2"}))
+        assert report_shape.kafka_min_insync_replicas == 2
+
+    def test_noida_workarounds_apply_only_when_noida_is_selected(self) -> None:
+        kafka = InfraSettings.from_env(Env({}))
+        assert (kafka.static_membership, kafka.fetch_pacing_ms) == (False, 0.0)
+        noida = InfraSettings.from_env(Env({"KAFKA_BROKER_IMPL": "noida"}))
+        assert noida.static_membership and noida.fetch_pacing_ms == 5.0
+        chosen = InfraSettings.from_env(Env({"KAFKA_STATIC_MEMBERSHIP": "true"}))
+        assert chosen.static_membership
 
     def test_admission_burst_is_a_tenth_of_a_second_and_at_least_one(self) -> None:
         assert queue(QUEUE_ADMIT_PER_S="200").admit_burst == 20
