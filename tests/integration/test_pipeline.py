@@ -16,76 +16,25 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.embedded import Server
 from infra.processes import free_port, stop
-from shared.events import SeatConfirmed, decode
-from tests.support.kafka import partitions_of
-from tests.support.pipeline import ADMIN_TOKEN, TERMINAL, Pipeline, pipeline
+from tests.support.kafka import assert_no_seat_sold_twice, confirmed_seat_log, partitions_of
+from tests.support.pipeline import (
+    ADMIN_TOKEN,
+    TERMINAL,
+    Pipeline,
+    buyers,
+    gather_limited,
+    pipeline,
+)
 from tests.support.queue import eventually
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
 
 
-async def buyers(p: Pipeline, concert: str, n: int) -> list[tuple[str, str]]:
-    """`n` users with active queue tokens: (user, token)."""
-    gate = asyncio.Semaphore(100)
-
-    async def one(i: int) -> tuple[str, str]:
-        async with gate:
-            user = f"u{i}"
-            return user, await p.active_token(concert, user)
-
-    return await asyncio.gather(*(one(i) for i in range(n)))
-
-
-async def gather_limited(coros: list[Any], limit: int = 100) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(c: Any) -> Any:
-        async with gate:
-            return await c
-
-    return await asyncio.gather(*(one(c) for c in coros))
-
-
 async def reserve_ok(p: Pipeline, token: str, concert: str, seat: str, user: str) -> str:
     status, body = await p.reserve(token, concert, seat, user)
     assert status == 202, body
     return str(body["reservation_id"])
-
-
-async def confirmed_seat_log(brokers: str) -> list[SeatConfirmed]:
-    """Every seat.confirmed fact ever published (read from the start of the topic)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = await partitions_of(brokers, "seat.confirmed")
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        facts: list[SeatConfirmed] = []
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end[tp] for tp in tps])
-
-        while await behind():
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    fact = decode(record.value or b"")
-                    assert isinstance(fact, SeatConfirmed)
-                    facts.append(fact)
-        return facts
-    finally:
-        await consumer.stop()
-
-
-def assert_no_seat_sold_twice(facts: list[SeatConfirmed]) -> None:
-    """Rule 1, over the whole log: one reservation per seat, however often it was published."""
-    owners: dict[tuple[str, str], set[str]] = {}
-    for f in facts:
-        owners.setdefault((f.concert_id, f.seat_id), set()).add(f.reservation_id)
-    assert all(len(r) == 1 for r in owners.values()), {
-        k: v for k, v in owners.items() if len(v) > 1
-    }
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.events import Message, SeatConfirmed, decode
 
 
 async def partitions_of(brokers: str, *topics: str) -> list[TopicPartition]:
@@ -23,3 +25,42 @@ async def partitions_of(brokers: str, *topics: str) -> list[TopicPartition]:
         if not d.get("error_code")
         for p in d.get("partitions") or ()
     )
+
+
+async def topic_log(brokers: str, topic: str) -> list[Message]:
+    """Every catalog message ever published on `topic`, read from its start to its end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = await partitions_of(brokers, topic)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        messages: list[Message] = []
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end[tp] for tp in tps])
+
+        while await behind():
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                messages.extend(decode(record.value or b"") for record in records)
+        return messages
+    finally:
+        await consumer.stop()
+
+
+async def confirmed_seat_log(brokers: str) -> list[SeatConfirmed]:
+    """Every seat.confirmed fact ever published."""
+    facts = await topic_log(brokers, "seat.confirmed")
+    assert all(isinstance(f, SeatConfirmed) for f in facts)
+    return [f for f in facts if isinstance(f, SeatConfirmed)]
+
+
+def assert_no_seat_sold_twice(facts: list[SeatConfirmed]) -> None:
+    """Rule 1, over the whole log: one reservation per seat, however often it was published."""
+    owners: dict[tuple[str, str], set[str]] = {}
+    for f in facts:
+        owners.setdefault((f.concert_id, f.seat_id), set()).add(f.reservation_id)
+    assert all(len(r) == 1 for r in owners.values()), {
+        k: v for k, v in owners.items() if len(v) > 1
+    }

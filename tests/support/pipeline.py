@@ -166,3 +166,25 @@ async def pipeline(
     finally:
         await http.close()
         await asyncio.to_thread(stack.stop)
+
+
+async def buyers(p: Pipeline, concert: str, n: int) -> list[tuple[str, str]]:
+    """`n` users with active queue tokens: (user, token)."""
+    gate = asyncio.Semaphore(100)
+
+    async def one(i: int) -> tuple[str, str]:
+        async with gate:
+            user = f"u{i}"
+            return user, await p.active_token(concert, user)
+
+    return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def gather_limited(coros: list[Any], limit: int = 100) -> list[Any]:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(c: Any) -> Any:
+        async with gate:
+            return await c
+
+    return await asyncio.gather(*(one(c) for c in coros))
