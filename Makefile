@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue bench-queue-workers bench-reservation perf perf-queue perf-reservation perf-spike perf-soak perf-smoke clean
+.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue bench-queue-workers bench-reservation perf perf-queue perf-reservation perf-spike perf-soak perf-idle perf-smoke clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ perf-spike: deps ## Load test: 50,000 fans in 10 s for 5,000 seats
 
 perf-soak: deps ## Load test: 10 minutes at half the maximum
 	$(PY) -m perf.harness reservation soak
+
+perf-idle: deps ## Idle CPU of every process of the stack (goal: a Faust worker under 2 % of a core)
+	$(PY) -m perf.idle
 
 perf-smoke: deps ## Every scenario at tiny rates (~1 min): the harness works, the report is sane
 	$(PY) -m perf.harness --smoke all

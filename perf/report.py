@@ -57,7 +57,10 @@ FAILURE_CASES = (
     "which recovers its seats from the changelog; payment failures, whose seats are released "
     "and can be bought again; an unpaid hold that expires, with the late payment refunded; and "
     "replaying every event of a sale, which changes nothing "
-    "(`tests/integration/test_pipeline.py`)."
+    "(`tests/integration/test_pipeline.py`); and on a three-node Kafka cluster (replication 3, "
+    "min.insync.replicas 2), a partition leader killed with SIGKILL under a steady flow, and two "
+    "of the three nodes down, where requests get 503 with Retry-After and everything drains once "
+    "they return (`tests/integration/test_kafka_cluster.py`)."
 )
 REFERENCE_HARDWARE = (
     "two application servers with 4 cores and 8 GB RAM each, a 3-node Redis cluster and 3 Kafka "
