@@ -63,7 +63,7 @@ def redis_server_binary() -> str:
 
 
 def start_redis(workdir: Path, port: int | None = None) -> Server:
-    """Debian's redis-server on loopback; no persistence (queue state is soft by design)."""
+    """Debian's redis-server on loopback, persisted with an append-only file (fsync each second)."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -77,7 +77,9 @@ def start_redis(workdir: Path, port: int | None = None) -> Server:
         "--save",
         "",
         "--appendonly",
-        "no",
+        "yes",  # a restart keeps the line, tokens and hold limits (up to a second may be lost)
+        "--appendfsync",
+        "everysec",
         "--protected-mode",
         "yes",
         "--maxmemory",

@@ -1,5 +1,8 @@
 """`make run`: start Redis, the broker and every service on loopback; Ctrl-C stops them all.
 
+A process that crashes is restarted with backoff (infra/supervisor.py), and dev secrets are kept
+in the run directory, so tokens and reservation ids stay valid across restarts.
+
 Run with `python -m infra.run`. REDIS_URL / KAFKA_BROKERS point at real infrastructure instead of
 the embedded servers. RUN_DIR (default .run) holds logs and broker data.
 """
@@ -10,9 +13,11 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from infra.stack import ROOT, Stack
+from infra.supervisor import Supervisor
 from shared.settings import Env
 
 SERVICES = (
@@ -21,6 +26,22 @@ SERVICES = (
     ("seat_projection", "SEAT_PROJECTION_PORT", 8003, ""),
     ("queue", "QUEUE_PORT", 8000, "QUEUE_WORKERS"),
 )
+
+
+def print_dev_secrets(stack: Stack, workdir: Path) -> None:
+    """What a developer needs to call the APIs: the generated admin token and the dev identity
+    issuer's key, with the command that logs a fan in. Secrets set in the environment are the
+    operator's own and are not printed."""
+    where = f"(dev only, kept in {workdir / 'secrets'})"
+    if not os.environ.get("ADMIN_TOKEN"):
+        print(f"{'admin token':<16}{stack.env['ADMIN_TOKEN']}  {where}", flush=True)
+    if not os.environ.get("IDENTITY_JWT_SECRET"):
+        print(f"{'identity key':<16}{stack.env['IDENTITY_JWT_SECRET']}  {where}", flush=True)
+        print(
+            f"{'log a fan in':<16}IDENTITY_JWT_SECRET=$(cat {workdir / 'secrets'}/"
+            "IDENTITY_JWT_SECRET) .venv/bin/python -m shared.identity mint fan-1",
+            flush=True,
+        )
 
 
 def main() -> int:
@@ -45,21 +66,12 @@ def main() -> int:
             )
             print(f"{name:<16}{service.url}  (metrics {service.url}/metrics)", flush=True)
         print(f"{'logs':<16}{workdir / 'logs'}", flush=True)
-        if stack.env.get("APP_ENV", "dev") == "dev" and not os.environ.get("ADMIN_TOKEN"):
-            print(
-                f"{'admin token':<16}{stack.env['ADMIN_TOKEN']}  (dev only, this run)", flush=True
-            )
+        if stack.env.get("APP_ENV", "dev") == "dev":
+            print_dev_secrets(stack, workdir)
         print("ready - Ctrl-C stops everything", flush=True)
+        supervisor = Supervisor(stack, lambda line: print(line, file=sys.stderr, flush=True))
         while not done.wait(0.5):
-            for service in stack.services:
-                for proc in service.procs:
-                    if proc.poll() is not None:
-                        print(
-                            f"{service.name} exited with {proc.returncode}; stopping",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                        return 1
+            supervisor.check(time.monotonic())
         return 0
     except Exception as exc:  # start-up failure: say what, stop what started
         print(f"make run failed: {exc}", file=sys.stderr, flush=True)

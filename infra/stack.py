@@ -16,6 +16,8 @@ from infra.processes import port_open, spawn, stop, stop_all, wait_until
 from shared.settings import Env
 
 ROOT = Path(__file__).resolve().parent.parent
+# Generated for a dev stack when not in the environment, and kept in its run directory.
+DEV_SECRETS = ("QUEUE_TOKEN_SECRET", "ADMIN_TOKEN", "IDENTITY_JWT_SECRET")
 
 
 @dataclass
@@ -23,6 +25,18 @@ class ServiceProc:
     name: str
     url: str
     procs: list[subprocess.Popen[bytes]]
+    env: dict[str, str] = field(default_factory=dict)
+    logs: list[Path] = field(default_factory=list)
+
+    def spawn(self, i: int) -> subprocess.Popen[bytes]:
+        """Start worker `i` (`python -m services.<name>`); again after it died, same log."""
+        argv = [sys.executable, "-m", f"services.{self.name}"]
+        proc = spawn(argv, env=self.env, cwd=ROOT, log=self.logs[i])
+        if i < len(self.procs):
+            self.procs[i] = proc
+        else:
+            self.procs.append(proc)
+        return proc
 
 
 @dataclass
@@ -42,9 +56,9 @@ class Stack:
     ) -> None:
         """Start what is not configured; export REDIS_URL/KAFKA_BROKERS for the services."""
         self.env.setdefault("APP_ENV", "dev")
-        for secret in ("QUEUE_TOKEN_SECRET", "ADMIN_TOKEN"):
+        for secret in DEV_SECRETS:
             if not self.env.get(secret):
-                self.env[secret] = secrets.token_urlsafe(32)  # per run, never stored
+                self.env[secret] = self.dev_secret(secret)
         if not self.env.get("REDIS_URL"):
             redis = start_redis(self.workdir / "redis", redis_port)
             self.servers.append(redis)
@@ -57,6 +71,19 @@ class Stack:
             self.env["KAFKA_BROKERS"] = bootstrap(self.brokers)
             # A cluster's topics are replicated (3 at most) unless the environment says otherwise.
             self.env.setdefault("KAFKA_REPLICATION", str(min(3, nodes)))
+
+    def dev_secret(self, name: str) -> str:
+        """A generated secret kept in the run directory (owner-only), so tokens and reservation
+        ids stay valid across restarts of a process or of the whole dev stack."""
+        path = self.workdir / "secrets" / name
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        value = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value + "\n")
+        return value
 
     def start_service(
         self, name: str, *, port: int, workers: int = 1, extra_env: dict[str, str] | None = None
@@ -72,25 +99,19 @@ class Stack:
         }
         if workers > 1:
             env[f"{prefix}_REUSE_PORT"] = "true"
-        procs = [
-            spawn(
-                [sys.executable, "-m", f"services.{name}"],
-                env=env,
-                cwd=ROOT,
-                log=self.workdir / "logs" / f"{name}-{i}.log",
-            )
-            for i in range(workers)
-        ]
+        logs = [self.workdir / "logs" / f"{name}-{i}.log" for i in range(workers)]
         url = f"http://127.0.0.1:{port}"
-        service = ServiceProc(name, url, procs)
+        service = ServiceProc(name, url, [], env, logs)
+        for i in range(workers):
+            service.spawn(i)
         self.services.append(service)
-        for i, proc in enumerate(procs):
+        for i, (proc, log) in enumerate(zip(service.procs, logs, strict=True)):
             wait_until(
                 lambda: ready(url),
                 timeout=90,  # Faust workers join their group and recover tables first
                 what=f"{name} worker {i}",
                 proc=proc,
-                log=self.workdir / "logs" / f"{name}-{i}.log",
+                log=log,
             )
         return service
 

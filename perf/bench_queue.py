@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ import sysconfig
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from shutil import which
@@ -127,6 +128,8 @@ class Bench:
     k6: str
     workdir: Path
     run_id: str
+    # The ticket site's login key for this run: k6 logs its fans in with it.
+    identity_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def k6_run(
         self, *, workers: int, op: str, mode: str, base_url: str, pids: dict[str, list[int]]
@@ -147,6 +150,7 @@ class Bench:
             "POOL_SIZE": str(self.cfg.pool),
             "CONCERT_ID": f"bench-{self.run_id}-{name}",
             "SUMMARY_PATH": str(summary),
+            "IDENTITY_SECRET": self.identity_secret,
         }
         argv = [self.k6, "run", "--quiet", "--no-color", "--no-usage-report", "--address", ""]
         for key, value in env_vars.items():
@@ -209,6 +213,7 @@ class Bench:
         for var in ("REDIS_URL", "KAFKA_BROKERS"):  # always the embedded, loopback Redis
             stack.env.pop(var, None)
         stack.env["APP_ENV"] = "dev"  # dev enforces loopback listeners
+        stack.env["IDENTITY_JWT_SECRET"] = self.identity_secret
         runs: list[Run] = []
         try:
             stack.start_infra(with_broker=False)

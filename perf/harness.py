@@ -172,6 +172,7 @@ def run(names: list[str], smoke: bool) -> int:
             urls,
             stack.env["ADMIN_TOKEN"],
             stack.env["KAFKA_BROKERS"],
+            stack.env["IDENTITY_JWT_SECRET"],
         )
         t0 = ctx.t0
 

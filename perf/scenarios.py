@@ -27,6 +27,7 @@ from perf.bench_queue import k6_binary
 from perf.results import Scenario
 from perf.samples import Sample, max_sustainable, phase, read_k6_csv, series
 from perf.stats import percentile
+from shared.identity import mint
 
 QUEUE_SCRIPT = Path(__file__).parent / "k6" / "queue.js"
 # reservation.requested, seat.held, payment.requested, payment.completed, seat.confirmed
@@ -90,6 +91,7 @@ class Context:
     urls: dict[str, str]
     admin_token: str
     brokers: str
+    identity_secret: str  # the dev stack's site login key: the driver logs its fans in
     live: LiveStats = field(default_factory=lambda: LiveStats())
     load_pids: dict[str, list[int]] = field(default_factory=dict)  # k6 while it runs
 
@@ -158,6 +160,7 @@ def queue_scenario(ctx: Context, plan: Plan) -> Scenario:
     p99, errors = QUEUE_CRITERION
     sc = empty_scenario("queue", "requests", f"p99 <= {p99:.0f} ms and errors <= {errors:.1%}")
     base = {"BASE_URL": ctx.urls["queue"], "OP": "flow", "WARMUP_S": "2", "POOL_SIZE": "500"}
+    base["IDENTITY_SECRET"] = ctx.identity_secret
     fixed_start = ctx.now()
     fixed = run_k6(
         ctx,
@@ -279,7 +282,10 @@ class Flows:
     async def token(self, user: str) -> str:
         q = self.ctx.urls["queue"]
         status, body = await self.call(
-            "POST", f"{q}/v1/queue/tokens", json={"concert_id": self.concert, "user_id": user}
+            "POST",
+            f"{q}/v1/queue/tokens",
+            json={"concert_id": self.concert, "user_id": user},
+            headers=self.login(user),
         )
         if status not in (200, 201):
             raise RuntimeError(f"queue entry: {status} {body}")
@@ -290,10 +296,15 @@ class Flows:
                 raise RuntimeError(f"queue token lost: {body}")
         return str(body["token"])
 
-    async def wait(self, rid: str, seen: str) -> str:
+    def login(self, user: str) -> dict[str, str]:
+        """The Authorization header of `user` logged in at the ticket site."""
+        return {"Authorization": f"Bearer {mint(self.ctx.identity_secret, user)}"}
+
+    async def wait(self, rid: str, seen: str, token: str) -> str:
         r = self.ctx.urls["reservation"]
+        url = f"{r}/v1/reservations/{rid}?wait_ms=10000&seen={seen}"
         for _ in range(6):
-            _, body = await self.call("GET", f"{r}/v1/reservations/{rid}?wait_ms=10000&seen={seen}")
+            _, body = await self.call("GET", url, headers={"Queue-Token": token})
             if body.get("status") != seen:
                 return str(body.get("status"))
         return seen
@@ -310,7 +321,9 @@ class Flows:
                 json={"concert_id": self.concert, "seat_id": seat, "user_id": user},
                 headers={"Queue-Token": token},
             )
-            held = await self.wait(body["reservation_id"], "pending") if status == 202 else ""
+            held = (
+                await self.wait(body["reservation_id"], "pending", token) if status == 202 else ""
+            )
             if held == "held":
                 rid = body["reservation_id"]
                 status, _ = await self.call(
@@ -319,7 +332,7 @@ class Flows:
                     json={"user_id": user},
                     headers={"Queue-Token": token},
                 )
-                final = await self.wait(rid, "held") if status == 202 else ""
+                final = await self.wait(rid, "held", token) if status == 202 else ""
                 outcome = "confirmed" if final == "confirmed" else "rejected" if final else "error"
             elif held:
                 outcome = "rejected"
@@ -490,7 +503,10 @@ async def spike_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
             user, entered = f"s{i}", time.monotonic()
             try:
                 status, body = await flows.call(
-                    "POST", f"{q}/v1/queue/tokens", json={"concert_id": concert, "user_id": user}
+                    "POST",
+                    f"{q}/v1/queue/tokens",
+                    json={"concert_id": concert, "user_id": user},
+                    headers=flows.login(user),
                 )
                 if status not in (200, 201):
                     return flows.record(entered, False)

@@ -124,8 +124,9 @@ CATALOG: tuple[TopicSpec, ...] = (
         "concert_id",
         ("ConcertCreated",),
         "reservation (HTTP)",
-        ("seat_projection",),
+        ("seat_projection", "reservation (catalog)"),
         CONCERT,
+        cleanup="compact",  # the catalog's source of truth: one record per concert, kept
     ),
     TopicSpec(
         "seat.held",

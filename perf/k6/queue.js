@@ -24,6 +24,8 @@
 // are reused by `measure`, which starts when the warm-up ends.
 
 import http from 'k6/http';
+import crypto from 'k6/crypto';
+import encoding from 'k6/encoding';
 import exec from 'k6/execution';
 import { sleep } from 'k6';
 import { Gauge } from 'k6/metrics';
@@ -50,6 +52,18 @@ if (!['issue', 'poll', 'validate', 'hello', 'flow'].includes(OP)) {
 
 const TOKENS = `${BASE_URL}/v1/queue/tokens`;
 const JSON_HEADERS = { 'Content-Type': 'application/json' };
+// The ticket site's login key (HS256): each fan entering the queue proves who it is.
+const IDENTITY_SECRET = __ENV.IDENTITY_SECRET;
+const JWT_HEADER = encoding.b64encode(JSON.stringify({ alg: 'HS256', typ: 'JWT' }), 'rawurl');
+
+// The headers of a fan logged in as `user`: a JWT as `shared.identity.mint` makes it.
+function login(user) {
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { sub: user, aud: 'concert-queue', iat: now, exp: now + 3600 };
+  const signing = `${JWT_HEADER}.${encoding.b64encode(JSON.stringify(claims), 'rawurl')}`;
+  const signature = crypto.hmac('sha256', IDENTITY_SECRET, signing, 'binary');
+  return { ...JSON_HEADERS, Authorization: `Bearer ${signing}.${encoding.b64encode(signature, 'rawurl')}` };
+}
 const SETUP_BATCH = 100;
 
 // The measured window's ends, as Unix ms: k6's own `rate`s divide by the whole run, setup included.
@@ -119,7 +133,11 @@ function createTokens(n) {
         method: 'POST',
         url: TOKENS,
         body,
-        params: { headers: JSON_HEADERS, responseType: 'text', tags: { name: 'setup-enter' } },
+        params: {
+          headers: login(`pool-${i}`),
+          responseType: 'text',
+          tags: { name: 'setup-enter' },
+        },
       });
     }
     for (const res of http.batch(batch)) {
@@ -187,14 +205,14 @@ export default function (data) {
   if (OP === 'issue') {
     const user = `${exec.scenario.name}-${n}`;
     const body = JSON.stringify({ concert_id: CONCERT_ID, user_id: user });
-    http.post(TOKENS, body, ISSUE);
+    http.post(TOKENS, body, { ...ISSUE, headers: login(user) });
   } else if (OP === 'poll') {
     const t = data.pool[n % data.pool.length];
     http.get(`${TOKENS}/${t.token}`, POLL);
   } else if (OP === 'flow') {
     const user = `${exec.scenario.name}-${n}`;
     const res = http.post(TOKENS, JSON.stringify({ concert_id: CONCERT_ID, user_id: user }), {
-      headers: JSON_HEADERS,
+      headers: login(user),
       responseType: 'text',
       tags: { name: 'issue' },
     });

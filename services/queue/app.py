@@ -26,6 +26,7 @@ from shared.http import (
     read_json_object,
     require_id,
 )
+from shared.identity import IdentityVerifier
 from shared.ids import ID_RULE, is_valid_id
 from shared.metrics import HttpMetrics
 from shared.redis_client import create_redis
@@ -46,6 +47,7 @@ class Queue:
 
     settings: QueueSettings
     codec: TokenCodec
+    identity: IdentityVerifier
     store: QueueStore
     room: WaitingRoom
     admission: Admission
@@ -90,9 +92,12 @@ def observed(state: TokenState) -> Observed:
 
 async def enter(request: web.Request) -> web.Response:
     q = request.app[QUEUE]
+    # The fan is who the site's login says, never who the body says.
+    user_id = q.identity.user_id(request.headers.get("Authorization"))
     body = await read_json_object(request)
     concert_id = require_id(body, "concert_id")
-    user_id = require_id(body, "user_id")
+    if "user_id" in body:
+        q.identity.same_user(user_id, require_id(body, "user_id"))
     q.check_rate(q.per_ip, "client", q.client_ip(request))
     q.check_rate(q.per_user, "user", f"{concert_id}|{user_id}")
     s = q.settings
@@ -197,6 +202,7 @@ def create_app(settings: QueueSettings) -> web.Application:
         app[QUEUE] = Queue(
             settings=settings,
             codec=codec,
+            identity=IdentityVerifier(settings.identity),
             store=store,
             room=WaitingRoom(
                 redis,

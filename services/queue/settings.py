@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.identity import IdentitySettings
 from shared.settings import Env, InfraSettings, require_loopback_in_dev, token_secret
 
 
@@ -14,6 +15,7 @@ class QueueSettings:
     port: int
     reuse_port: bool
     token_secret: bytes
+    identity: IdentitySettings
     admit_per_s: float
     max_active: int
     active_ttl_s: float
@@ -42,6 +44,7 @@ class QueueSettings:
             port=e.integer("QUEUE_PORT", 8000, minimum=0, maximum=65535),
             reuse_port=e.flag("QUEUE_REUSE_PORT", False),
             token_secret=token_secret(e, infra.env),
+            identity=IdentitySettings.from_env(e),
             admit_per_s=e.number("QUEUE_ADMIT_PER_S", 200.0, minimum=0.0),
             max_active=e.integer("QUEUE_MAX_ACTIVE", 2000, minimum=0),
             active_ttl_s=e.number("QUEUE_ACTIVE_TTL_S", 30.0, minimum=0.1),

@@ -14,6 +14,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from services.reservation.catalog import Catalog
 from services.reservation.context import Reservations
 from services.reservation.ids import ReservationIds
 from services.reservation.settings import ReservationSettings
@@ -58,6 +59,7 @@ def create_app(settings: ReservationSettings) -> faust.App:
         settings=settings,
         app=app,
         store=ReservationStore(redis),
+        catalog=Catalog(infra.kafka_brokers or "127.0.0.1:9092"),
         room=WaitingRoom(
             redis,
             codec,

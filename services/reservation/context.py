@@ -24,6 +24,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from services.reservation.catalog import Catalog
 from services.reservation.core import (
     HELD,
     Reservation,
@@ -57,6 +58,7 @@ class Reservations:
     settings: ReservationSettings
     app: faust.App
     store: ReservationStore
+    catalog: Catalog
     room: WaitingRoom
     ids: ReservationIds
     metrics: StreamMetrics
@@ -69,6 +71,7 @@ class Reservations:
         default_factory=lambda: defaultdict(list)
     )
     deadlines: list[tuple[int, str, str]] = field(default_factory=list)  # (ms, seat, hold id)
+    background: set[asyncio.Future[Any]] = field(default_factory=set)  # late undos in flight
     _outbox: Outbox | None = None
 
     async def publish(self, topic: str, m: Message) -> Any:

@@ -1,7 +1,8 @@
-"""Reservation state kept in Redis: the concert catalog and each user's open holds.
+"""Reservation state kept in Redis: the concert creation lock and cache, and each user's holds.
 
-``concert:{c}`` (hash: seats, price): written once by POST /v1/concerts (HSETNX, so a second
-create is a 409), cached in process since a concert's size and price never change.
+``concert:{c}`` (hash: seats, price): taken by POST /v1/concerts with HSETNX before it publishes
+`concert.created`, so two workers cannot both create one concert; a cache of the catalog, whose
+source of truth is the log (services/reservation/catalog.py).
 ``holds:{c}:<user>`` (zset: reservation id -> deadline ms): the user's pending and held
 reservations, for MAX_HOLDS_PER_USER. The seat agent removes an entry when its reservation ends;
 the deadline (hold time plus a margin) makes a missed removal heal itself.
@@ -9,9 +10,9 @@ the deadline (hold time plus a margin) makes a missed removal heal itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from services.reservation.catalog import Concert
 from shared.errors import Unavailable
 from shared.holds import holds_key
 from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis
@@ -27,13 +28,6 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Concert:
-    concert_id: str
-    seats: int
-    price: int
 
 
 def concert_key(concert_id: str) -> str:
@@ -53,7 +47,7 @@ class ReservationStore:
             raise Unavailable("reservation store (Redis) is unavailable, retry shortly") from None
 
     async def create_concert(self, concert: Concert) -> bool:
-        """False if the concert already exists."""
+        """Take the creation lock; False if the concert is already there (or being created)."""
         key = concert_key(concert.concert_id)
         created = await self._do(self.redis.hsetnx(key, "seats", concert.seats))
         if created:

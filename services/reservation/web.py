@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
+from services.reservation.catalog import Concert, Creation, creation
 from services.reservation.context import Reservations, now_ms
 from services.reservation.core import EXPIRED, HELD, PENDING, STATUSES, Reservation
 from services.reservation.ids import ReservationRef, payment_id_for
 from services.reservation.routing import ROUTED, forward, owner_url
-from services.reservation.store import Concert
 from shared.errors import InvalidRequest, RateLimited, ServiceError, Unavailable
 from shared.events import (
     ConcertCreated,
@@ -73,19 +73,69 @@ def _int_field(body: dict[str, Any], name: str, low: int, high: int) -> int:
 
 
 async def _concert(ctx: Reservations, concert_id: str) -> Concert:
-    concert = await ctx.store.concert(concert_id)
+    # The catalog folded from the log first; Redis knows a concert created a moment ago on
+    # another worker whose record this worker has not read yet.
+    concert = ctx.catalog.get(concert_id) or await ctx.store.concert(concert_id)
     if concert is None:
         raise NotFound(f"no concert {concert_id!r}", field="concert_id")
     return concert
 
 
-async def _acked(ctx: Reservations, topic: str, message: Any) -> None:
-    """Publish and wait for the broker's acknowledgement: a 202 means durably accepted."""
+async def _acked(
+    ctx: Reservations,
+    topic: str,
+    message: Any,
+    *,
+    undo: Callable[[], Awaitable[object]] | None = None,
+    **ids: str,
+) -> None:
+    """Publish and wait for the broker's acknowledgement: a 202 means durably accepted.
+
+    A 503 tells the truth about what may still happen. A message the producer never took is
+    not accepted: `undo` runs at once. One it took but the broker has not acknowledged in time
+    may still be delivered (the producer keeps retrying): the 503 then carries `ids` (the
+    reservation id, so the client can look it up or retry with the same Idempotency-Key) and
+    `"accepted": "unknown"`, and `undo` runs only if the broker finally refuses it."""
+    timeout = ctx.settings.infra.kafka_send_timeout_s
+    started = asyncio.get_running_loop().time()
     try:
-        async with asyncio.timeout(ctx.settings.infra.kafka_send_timeout_s):
-            await (await ctx.publish(topic, message))
+        async with asyncio.timeout(timeout):
+            delivery = await ctx.publish(topic, message)
     except (TimeoutError, OSError, KafkaError) as exc:
+        await _undo(undo)
         raise Unavailable(f"the event log is unavailable ({type(exc).__name__}), retry") from None
+    left = max(0.0, timeout - (asyncio.get_running_loop().time() - started))
+    try:
+        await asyncio.wait_for(asyncio.shield(delivery), left)
+    except TimeoutError:
+        delivery.add_done_callback(lambda f: _undo_if_refused(ctx, f, undo))
+        unknown = Unavailable(
+            "the event log has not acknowledged the request yet; it may still be accepted: "
+            "look it up, or retry with the same Idempotency-Key"
+        )
+        unknown.extra.update(accepted="unknown", **ids)
+        raise unknown from None
+    except (OSError, KafkaError) as exc:
+        await _undo(undo)
+        raise Unavailable(
+            f"the event log refused the request ({type(exc).__name__}), retry"
+        ) from None
+
+
+async def _undo(undo: Callable[[], Awaitable[object]] | None) -> None:
+    if undo is not None:
+        with contextlib.suppress(ServiceError):
+            await undo()
+
+
+def _undo_if_refused(
+    ctx: Reservations, delivery: asyncio.Future[Any], undo: Callable[[], Awaitable[object]] | None
+) -> None:
+    """A late outcome: delivered, nothing to do; refused for good, undo what the request took."""
+    if undo is not None and (delivery.cancelled() or delivery.exception() is not None):
+        task = asyncio.ensure_future(_undo(undo))
+        ctx.background.add(task)
+        task.add_done_callback(ctx.background.discard)
 
 
 async def create_concert(request: web.Request) -> web.Response:
@@ -95,28 +145,50 @@ async def create_concert(request: web.Request) -> web.Response:
     if not hmac.compare_digest(auth.encode(), expected.encode()):
         raise Unauthorized("admin bearer token required")
     body = await read_json_object(request)
-    concert = Concert(
+    wanted = Concert(
         require_id(body, "concert_id"),
         _int_field(body, "seats", 1, MAX_SEATS),
         _int_field(body, "price", 0, 10**9),
     )
-    if not await ctx.store.create_concert(concert):
-        raise Conflict(f"concert {concert.concert_id!r} already exists")
+    if not ctx.catalog.caught_up.is_set():
+        raise Unavailable("the concert catalog is still being read from the log, retry")
+    decided = creation(ctx.catalog.get(wanted.concert_id), wanted)
+    if decided is Creation.NEW and not await ctx.store.create_concert(wanted):
+        # Another request holds the creation lock, or Redis remembers a creation the log
+        # does not have yet: compare with what it is creating.
+        decided = creation(await ctx.store.concert(wanted.concert_id), wanted)
+    if decided is Creation.CONFLICT:
+        raise Conflict(f"concert {wanted.concert_id!r} already exists with other seats or price")
+    if decided is Creation.SAME:
+        return _concert_response(wanted, 200)
     event = ConcertCreated(
-        event_id=f"concert:{concert.concert_id}",
+        event_id=f"concert:{wanted.concert_id}",
         occurred_at=utc_iso(now_ms()),
-        concert_id=concert.concert_id,
-        seats=concert.seats,
-        price=concert.price,
+        concert_id=wanted.concert_id,
+        seats=wanted.seats,
+        price=wanted.price,
     )
-    try:
-        await _acked(ctx, "concert.created", event)
-    except Unavailable:
-        await ctx.store.forget_concert(concert.concert_id)
-        raise
-    return json_response(
-        {"concert_id": concert.concert_id, "seats": concert.seats, "price": concert.price}, 201
+    await _acked(
+        ctx,
+        "concert.created",
+        event,
+        undo=lambda: ctx.store.forget_concert(wanted.concert_id),
+        concert_id=wanted.concert_id,
     )
+    # The log decides: answer 201 only once it holds this very concert.
+    known = await ctx.catalog.until_known(
+        wanted.concert_id, ctx.settings.infra.kafka_send_timeout_s
+    )
+    if known is None:
+        raise Unavailable("the concert was sent but is not readable from the log yet, retry")
+    if known != wanted:
+        raise Conflict(f"concert {wanted.concert_id!r} already exists with other seats or price")
+    return _concert_response(wanted, 201)
+
+
+def _concert_response(concert: Concert, status: int) -> web.Response:
+    body = {"concert_id": concert.concert_id, "seats": concert.seats, "price": concert.price}
+    return json_response(body, status)
 
 
 async def reserve(request: web.Request) -> web.Response:
@@ -153,12 +225,14 @@ async def reserve(request: web.Request) -> web.Response:
         queue_ticket=claims.ticket,
         price=concert.price,
     )
-    try:
-        await _acked(ctx, "reservation.requested", message)
-    except Unavailable:
-        with contextlib.suppress(ServiceError):
-            await ctx.store.release_hold(concert_id, user_id, rid)
-        raise
+    # The hold-limit entry lives until the request's outcome is known.
+    await _acked(
+        ctx,
+        "reservation.requested",
+        message,
+        undo=lambda: ctx.store.release_hold(concert_id, user_id, rid),
+        reservation_id=rid,
+    )
     return json_response({"reservation_id": rid, "status": PENDING}, 202)
 
 
@@ -205,11 +279,21 @@ async def _elsewhere(request: web.Request, ref: ReservationRef) -> web.Response 
     return await forward(request.app[HTTP], request, target, me)
 
 
+def _require_owner(ctx: Reservations, request: web.Request, ref: ReservationRef) -> None:
+    """Only the fan who reserved may look a reservation up: their Queue-Token (signed, for this
+    user and concert) is the proof. It need not be active still: a fan whose seat is confirmed
+    has finished their turn, and still reads the outcome."""
+    claims = ctx.room.decode(request.headers.get("Queue-Token", ""))
+    if (claims.user_id, claims.concert_id) != (ref.user_id, ref.concert_id):
+        raise Forbidden("this reservation belongs to another user")
+
+
 async def get_reservation(request: web.Request) -> web.Response:
     """`?wait_ms=N` long-polls while the status is still `?seen=` (default: pending)."""
     ctx = request.app[CTX]
     rid = request.match_info["reservation_id"]
     ref = _ref(ctx, rid)
+    _require_owner(ctx, request, ref)
     if (routed := await _elsewhere(request, ref)) is not None:
         return routed
     raw_wait = request.query.get("wait_ms", "0")
@@ -264,17 +348,26 @@ async def pay(request: web.Request) -> web.Response:
         payment_id=payment_id,
         amount=r.price,
     )
-    await _acked(ctx, "payment.requested", message)
+    await _acked(ctx, "payment.requested", message, reservation_id=rid, payment_id=payment_id)
     return json_response({"payment_id": payment_id, "status": PENDING}, 202)
 
 
 def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:
-    app = service_app(ctx.registry, ready=ctx.store.ping)
+    async def ready() -> None:
+        if not ctx.catalog.caught_up.is_set():
+            raise Unavailable("the concert catalog is still being read from the log")
+        await ctx.store.ping()
+
+    app = service_app(ctx.registry, ready=ready)
     app[CTX] = ctx
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        catalog = asyncio.create_task(ctx.catalog.run(), name="concert catalog")
         yield
+        catalog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await catalog
         await app[HTTP].close()
         await redis.aclose()
 

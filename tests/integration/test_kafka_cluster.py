@@ -83,6 +83,7 @@ class Flows:
         body = {"concert_id": self.concert, "seat_id": str(i + 1), "user_id": user}
         rid = str((await self.post("/v1/reservations", body, token, user))["reservation_id"])
         self.accepted.append(rid)
+        self.p.token_of[rid] = token
         outcome = await self.request(lambda: self.p.settled(rid, {"held", *TERMINAL}, 120))
         while outcome["status"] == "held":
             answer = await self.post(

@@ -4,6 +4,8 @@ Redis and broker: the system's rules under races, failures, expiry, duplicates a
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -16,7 +18,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.embedded import Server
 from infra.processes import free_port, stop
-from tests.support.kafka import assert_no_seat_sold_twice, confirmed_seat_log, partitions_of
+from shared.events import SeatHeld
+from shared.redis_client import create_redis
+from tests.support.kafka import (
+    assert_no_seat_sold_twice,
+    confirmed_seat_log,
+    partitions_of,
+    topic_log,
+)
 from tests.support.pipeline import (
     ADMIN_TOKEN,
     TERMINAL,
@@ -318,6 +327,41 @@ class TestBrokerOutage:
             rid = await eventually(accepted, within=60, interval=0.5)
             assert (await p.settled(rid, {"held", "rejected"}, within=60))["status"] == "held"
 
+    async def test_while_the_broker_is_frozen_every_request_that_may_still_land_is_named(
+        self, tmp_path: Path, redis_url: str, private_broker: Server
+    ) -> None:
+        async with pipeline(
+            tmp_path, redis_url, private_broker.address, KAFKA_SEND_TIMEOUT_S="2"
+        ) as p:
+            concert = await p.create_concert(seats=30)
+            users = await buyers(p, concert, 30)
+            os.kill(private_broker.proc.pid, signal.SIGSTOP)  # alive, but answering nothing
+            try:
+                answers = await asyncio.gather(
+                    *(p.reserve(t, concert, str(i + 1), u) for i, (u, t) in enumerate(users))
+                )
+            finally:
+                os.kill(private_broker.proc.pid, signal.SIGCONT)
+            known: dict[str, str] = {}  # reservation ids the clients were told about
+            for (status, body), (_, token) in zip(answers, users, strict=True):
+                assert status in (202, 503), body
+                rid = body.get("reservation_id") or body["error"].get("reservation_id")
+                if status == 503 and rid is None:
+                    continue  # "not accepted": it must never be held
+                assert status == 202 or body["error"]["accepted"] == "unknown", body
+                known[rid] = token
+            assert any(status == 503 for status, _ in answers), "the freeze was not noticed"
+            p.token_of.update(known)
+
+            # Every request that reached the log is decided; nothing else may hold a seat.
+            await gather_limited([p.settled(r, {"held", *TERMINAL}, within=60) for r in known])
+            held = [
+                m.reservation_id
+                for m in await topic_log(private_broker.address, "seat.held")
+                if isinstance(m, SeatHeld) and m.concert_id == concert
+            ]
+            assert held and set(held) <= set(known), set(held) - set(known)
+
 
 class TestScaleOut:
     async def test_two_reservation_workers_split_the_seats_and_answer_for_each_other(
@@ -353,6 +397,43 @@ class TestScaleOut:
             await asyncio.to_thread(stop, second.procs[0])
 
 
+class TestCatalog:
+    async def test_concerts_survive_the_loss_of_redis_because_the_log_is_their_source_of_truth(
+        self, default_pipeline: Pipeline, redis_url: str
+    ) -> None:
+        p = default_pipeline
+        concert = await p.create_concert(seats=10, price=250)
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        redis = create_redis(redis_url, socket_timeout=1.0, max_connections=2)
+        try:
+            await redis.flushall()  # everything Redis held is gone, as after a failover
+        finally:
+            await redis.aclose()
+        await asyncio.to_thread(p.crash, "reservation")  # and no worker remembers it either
+        await asyncio.to_thread(p.start, "reservation")
+
+        async def create(seats: int, price: int) -> tuple[int, dict[str, Any]]:
+            body = {"concert_id": concert, "seats": seats, "price": price}
+            return await p.call("POST", "reservation", "/v1/concerts", json=body, headers=admin)
+
+        assert (await create(seats=200, price=250))[0] == 409  # more seats: refused
+        assert (await create(seats=10, price=99))[0] == 409  # another price: refused
+        status, body = await create(seats=10, price=250)  # the same: answered again
+        assert (status, body) == (200, {"concert_id": concert, "seats": 10, "price": 250})
+
+        ((user, token),) = await buyers(p, concert, 1)
+        status, answer = await p.reserve(token, concert, "11", user)
+        assert (status, answer["error"]["code"]) == (404, "not_found")  # still 10 seats
+        rid = await reserve_ok(p, token, concert, "10", user)
+        assert (await p.settled(rid, {"held"}))["status"] == "held"
+
+        async def one_held() -> dict[str, int] | None:
+            counts: dict[str, int] = (await p.seat_map(concert))["counts"]
+            return counts if counts["held"] == 1 else None
+
+        assert sum((await eventually(one_held)).values()) == 10  # the seat map agrees
+
+
 class TestReservationApi:
     async def test_bad_input_and_wrong_tokens_get_clear_4xx_errors(
         self, default_pipeline: Pipeline
@@ -385,7 +466,16 @@ class TestReservationApi:
             (f"/v1/reservations/{rid[:-2]}xx", 404),
             ("/v1/reservations/made-up", 404),
         ):
-            assert (await p.call("GET", "reservation", path))[0] == code, path
+            assert (await p.call("GET", "reservation", path, headers=auth))[0] == code, path
+        # Only the fan who reserved may look the reservation up.
+        lookup = f"/v1/reservations/{rid}"
+        status, answer = await p.call(
+            "GET", "reservation", lookup, headers={"Queue-Token": other_token}
+        )
+        assert (status, answer["error"]["code"]) == (403, "forbidden")
+        status, answer = await p.call("GET", "reservation", lookup)
+        assert (status, answer["error"]["code"]) == (401, "invalid_token")
+        assert (await p.call("GET", "reservation", lookup, headers=auth))[0] == 200
         status, answer = await p.pay(other_token, rid, other)
         assert (status, answer["error"]["code"]) == (403, "forbidden")
 

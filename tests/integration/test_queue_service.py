@@ -10,10 +10,19 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from infra.embedded import Server
+from shared.identity import mint
 from shared.redis_client import create_redis
 from shared.tokens import TokenClaims, TokenCodec
 from shared.waiting_room import TokenInvalid, TokenMismatch, TokenNotActive, WaitingRoom
-from tests.support.queue import SECRET, enter, eventually, new_id, queue_instance
+from tests.support.queue import (
+    IDENTITY_SECRET,
+    SECRET,
+    enter,
+    eventually,
+    fan,
+    new_id,
+    queue_instance,
+)
 
 Client = TestClient[Any, Any]
 PAUSED = {"QUEUE_ADMIT_PER_S": "0"}
@@ -68,9 +77,13 @@ class TestEntry:
     async def test_entering_again_returns_the_same_token_and_place(self, redis_url: str) -> None:
         concert = new_id("c")
         async with queue_instance(redis_url, **PAUSED) as q:
-            first = await q.post("/v1/queue/tokens", json={"concert_id": concert, "user_id": "a"})
+            first = await q.post(
+                "/v1/queue/tokens", json={"concert_id": concert, "user_id": "a"}, headers=fan("a")
+            )
             await enter(q, concert, "b")
-            again = await q.post("/v1/queue/tokens", json={"concert_id": concert, "user_id": "a"})
+            again = await q.post(
+                "/v1/queue/tokens", json={"concert_id": concert, "user_id": "a"}, headers=fan("a")
+            )
             assert (first.status, again.status) == (201, 200)
             one, two = await first.json(), await again.json()
             assert one["token"] == two["token"] and two["position"] == one["position"] == 1
@@ -83,7 +96,11 @@ class TestEntry:
         async with queue_instance(redis_url, QUEUE_ENTRY_RATE_PER_USER="1", **PAUSED) as q:
             codes = []
             for _ in range(5):
-                r = await q.post("/v1/queue/tokens", json={"concert_id": concert, "user_id": "a"})
+                r = await q.post(
+                    "/v1/queue/tokens",
+                    json={"concert_id": concert, "user_id": "a"},
+                    headers=fan("a"),
+                )
                 codes.append(r.status)
             assert codes[0] == 201 and codes[-1] == 429
             assert int(r.headers["Retry-After"]) >= 1
@@ -95,7 +112,9 @@ class TestEntry:
             codes = []
             for i in range(10):
                 r = await q.post(
-                    "/v1/queue/tokens", json={"concert_id": concert, "user_id": f"{i}"}
+                    "/v1/queue/tokens",
+                    json={"concert_id": concert, "user_id": f"{i}"},
+                    headers=fan(f"{i}"),
                 )
                 codes.append(r.status)
             assert 429 in codes and codes[0] == 201
@@ -243,7 +262,9 @@ class TestTokenChecks:
         async with queue_instance(redis_url, QUEUE_ADMIT_PER_S="1000") as q:
             token = await self._active_token(q, concert, "a")
             r = await q.post(
-                f"/v1/queue/tokens/{token}/validate", json={"concert_id": concert, "user_id": "a"}
+                f"/v1/queue/tokens/{token}/validate",
+                json={"concert_id": concert, "user_id": "a"},
+                headers=fan("a"),
             )
             body = await r.json()
             assert r.status == 200 and body["valid"] is True and body["status"] == "active"
@@ -335,7 +356,9 @@ class TestBadInput:
     ) -> None:
         async with queue_instance(redis_url, **PAUSED) as q:
             r = await q.post(
-                "/v1/queue/tokens", data=body, headers={"Content-Type": "application/json"}
+                "/v1/queue/tokens",
+                data=body,
+                headers={"Content-Type": "application/json", **fan("u")},
             )
             error = (await r.json())["error"]
             assert r.status == 400 and error["code"] == "invalid_request"
@@ -344,7 +367,7 @@ class TestBadInput:
     async def test_a_body_over_16_kib_is_a_413(self, redis_url: str) -> None:
         async with queue_instance(redis_url, **PAUSED) as q:
             big = b'{"concert_id": "c", "user_id": "u", "pad": "' + b"x" * 17_000 + b'"}'
-            r = await q.post("/v1/queue/tokens", data=big)
+            r = await q.post("/v1/queue/tokens", data=big, headers=fan("u"))
             assert r.status == 413
             assert (await r.json())["error"]["code"] == "payload_too_large"
 
@@ -357,6 +380,57 @@ class TestBadInput:
             assert (await r.json())["error"]["code"] == "method_not_allowed"
             r = await q.get("/v1/queue/bad%20id")
             assert r.status == 400 and (await r.json())["error"]["field"] == "concert_id"
+
+
+class TestIdentity:
+    async def test_another_fans_place_cannot_be_taken_by_entering_again_with_their_user_id(
+        self, redis_url: str
+    ) -> None:
+        concert = new_id("c")
+        async with queue_instance(redis_url, **PAUSED) as q:
+            victim = await enter(q, concert, "victim")
+            body = {"concert_id": concert, "user_id": "victim"}
+            r = await q.post("/v1/queue/tokens", json=body, headers=fan("attacker"))
+            assert r.status == 403
+            assert (await r.json())["error"]["code"] == "identity_mismatch"
+            r = await q.post(
+                "/v1/queue/tokens", json={"concert_id": concert}, headers=fan("attacker")
+            )
+            own = await r.json()
+            assert r.status == 201 and own["user_id"] == "attacker"
+            assert own["token"] != victim["token"]
+
+    @pytest.mark.parametrize(
+        ("authorization", "code"),
+        [
+            (None, "identity_required"),
+            ("Basic dmljdGltOg==", "identity_required"),
+            (f"Bearer {mint('another-site-secret-' + 'z' * 32, 'victim')}", "invalid_identity"),
+            (f"Bearer {mint(IDENTITY_SECRET, 'victim', ttl_s=-120)}", "invalid_identity"),
+            (f"Bearer {mint(IDENTITY_SECRET, 'victim', audience='other')}", "invalid_identity"),
+            ("Bearer not.a.jwt", "invalid_identity"),
+        ],
+    )
+    async def test_entry_without_a_valid_identity_is_a_401_that_says_why(
+        self, redis_url: str, authorization: str | None, code: str
+    ) -> None:
+        headers = {"Authorization": authorization} if authorization else {}
+        async with queue_instance(redis_url, **PAUSED) as q:
+            body = {"concert_id": new_id("c"), "user_id": "victim"}
+            r = await q.post("/v1/queue/tokens", json=body, headers=headers)
+            assert r.status == 401
+            assert (await r.json())["error"]["code"] == code
+
+    async def test_an_issuer_when_configured_must_match(self, redis_url: str) -> None:
+        async with queue_instance(redis_url, IDENTITY_JWT_ISSUER="https://tickets", **PAUSED) as q:
+            body = {"concert_id": new_id("c")}
+            r = await q.post("/v1/queue/tokens", json=body, headers=fan("a"))
+            assert r.status == 401 and (await r.json())["error"]["code"] == "invalid_identity"
+            good = mint(IDENTITY_SECRET, "a", issuer="https://tickets")
+            r = await q.post(
+                "/v1/queue/tokens", json=body, headers={"Authorization": f"Bearer {good}"}
+            )
+            assert r.status == 201
 
 
 class TestOperations:
@@ -383,13 +457,19 @@ class TestOperations:
                 r = await q.get(path)
                 assert r.status == 503 and r.headers["Retry-After"] == "1"
                 assert (await r.json())["error"]["code"] == "unavailable"
-            r = await q.post("/v1/queue/tokens", json={"concert_id": concert, "user_id": "b"})
+            r = await q.post(
+                "/v1/queue/tokens", json={"concert_id": concert, "user_id": "b"}, headers=fan("b")
+            )
             assert r.status == 503
             assert (await q.get("/healthz")).status == 200  # alive, just not ready
             await asyncio.to_thread(private_redis.restart)
 
             async def recovered() -> bool:
-                r = await q.post("/v1/queue/tokens", json={"concert_id": concert, "user_id": "b"})
+                r = await q.post(
+                    "/v1/queue/tokens",
+                    json={"concert_id": concert, "user_id": "b"},
+                    headers=fan("b"),
+                )
                 return r.status == 201
 
             await eventually(recovered)

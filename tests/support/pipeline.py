@@ -7,7 +7,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import aiohttp
 
 from infra.processes import free_port, kill
 from infra.stack import ServiceProc, Stack
-from tests.support.queue import SECRET, eventually, new_id
+from tests.support.queue import IDENTITY_SECRET, SECRET, eventually, fan, new_id
 
 ADMIN_TOKEN = "admin-" + secrets.token_hex(16)
 TERMINAL = {"confirmed", "rejected", "expired", "payment_failed", "refunded"}
@@ -28,6 +28,8 @@ class Pipeline:
     http: aiohttp.ClientSession
     urls: dict[str, str]
     ports: dict[str, int]
+    # The Queue-Token each reservation was made with: its owner's proof for looking it up.
+    token_of: dict[str, str] = field(default_factory=dict)
 
     def url(self, service: str, path: str) -> str:
         return self.urls[service] + path
@@ -54,7 +56,11 @@ class Pipeline:
     async def active_token(self, concert: str, user: str) -> str:
         """Enter the queue and poll until admitted (the test stack admits at once)."""
         status, body = await self.call(
-            "POST", "queue", "/v1/queue/tokens", json={"concert_id": concert, "user_id": user}
+            "POST",
+            "queue",
+            "/v1/queue/tokens",
+            json={"concert_id": concert, "user_id": user},
+            headers=fan(user),
         )
         assert status in (200, 201), body
         token = str(body["token"])
@@ -70,13 +76,16 @@ class Pipeline:
         self, token: str, concert: str, seat: str, user: str, key: str | None = None
     ) -> tuple[int, Any]:
         headers = {"Queue-Token": token, **({"Idempotency-Key": key} if key else {})}
-        return await self.call(
+        status, body = await self.call(
             "POST",
             "reservation",
             "/v1/reservations",
             json={"concert_id": concert, "seat_id": seat, "user_id": user},
             headers=headers,
         )
+        if status == 202:
+            self.token_of[str(body["reservation_id"])] = token
+        return status, body
 
     async def pay(self, token: str, reservation_id: str, user: str) -> tuple[int, Any]:
         return await self.call(
@@ -91,7 +100,8 @@ class Pipeline:
         self, reservation_id: str, wait_ms: int = 0, seen: str = "pending"
     ) -> dict[str, Any]:
         path = f"/v1/reservations/{reservation_id}?wait_ms={wait_ms}&seen={seen}"
-        status, body = await self.call("GET", "reservation", path)
+        headers = {"Queue-Token": self.token_of.get(reservation_id, "")}
+        status, body = await self.call("GET", "reservation", path, headers=headers)
         assert status == 200, body
         return body
 
@@ -144,6 +154,7 @@ async def pipeline(
             "REDIS_URL": redis_url,
             "KAFKA_BROKERS": brokers,
             "QUEUE_TOKEN_SECRET": SECRET,
+            "IDENTITY_JWT_SECRET": IDENTITY_SECRET,
             "ADMIN_TOKEN": ADMIN_TOKEN,
             "QUEUE_ENTRY_RATE_PER_IP": "0",
             "QUEUE_ENTRY_RATE_PER_USER": "0",

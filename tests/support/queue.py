@@ -13,9 +13,18 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services.queue.app import create_app
 from services.queue.settings import QueueSettings
+from shared.identity import mint
 from shared.settings import Env
 
 SECRET = "test-secret-" + "x" * 32
+IDENTITY_SECRET = "test-identity-" + "y" * 32  # the ticket site's login, as the tests play it
+
+
+def fan(user: str) -> dict[str, str]:
+    """The Authorization header of a fan logged in as `user` at the ticket site."""
+    return {"Authorization": f"Bearer {mint(IDENTITY_SECRET, user)}"}
+
+
 T = TypeVar("T")
 
 
@@ -28,6 +37,7 @@ def settings(redis_url: str, **env: str) -> QueueSettings:
         "REDIS_URL": redis_url,
         "APP_ENV": "test",
         "QUEUE_TOKEN_SECRET": SECRET,
+        "IDENTITY_JWT_SECRET": IDENTITY_SECRET,
         "QUEUE_ENTRY_RATE_PER_IP": "0",
         "QUEUE_ENTRY_RATE_PER_USER": "0",
         "QUEUE_ADMISSION_INTERVAL_MS": "20",
@@ -50,7 +60,9 @@ async def queue_instance(redis_url: str, **env: str) -> AsyncIterator[TestClient
 
 
 async def enter(client: TestClient[Any, Any], concert: str, user: str) -> dict[str, Any]:
-    response = await client.post("/v1/queue/tokens", json={"concert_id": concert, "user_id": user})
+    response = await client.post(
+        "/v1/queue/tokens", json={"concert_id": concert, "user_id": user}, headers=fan(user)
+    )
     assert response.status in (200, 201), await response.text()
     body: dict[str, Any] = await response.json()
     return body

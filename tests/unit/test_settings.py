@@ -3,9 +3,11 @@ import pytest
 from services.queue.settings import QueueSettings
 from shared.settings import Env, InfraSettings, SettingsError
 
+IDENTITY = {"IDENTITY_JWT_SECRET": "site-login-key-" + "k" * 32}
+
 
 def queue(**env: str) -> QueueSettings:
-    return QueueSettings.from_env(Env(env))
+    return QueueSettings.from_env(Env({**IDENTITY, **env}))
 
 
 class TestSettings:
@@ -49,6 +51,11 @@ class TestSettings:
     def test_prod_refuses_a_short_secret(self) -> None:
         with pytest.raises(SettingsError, match="at least 32 bytes"):
             queue(APP_ENV="prod", QUEUE_TOKEN_SECRET="s" * 20)
+
+    def test_no_service_starts_without_an_identity_verifier(self) -> None:
+        for env in ("dev", "prod"):
+            with pytest.raises(SettingsError, match="IDENTITY_JWT_SECRET"):
+                QueueSettings.from_env(Env({"APP_ENV": env, "QUEUE_TOKEN_SECRET": "s" * 32}))
 
     def test_dev_listens_on_loopback_only(self) -> None:
         with pytest.raises(SettingsError, match="QUEUE_HOST"):
