@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import faust
+import uvloop
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import Producer, Transport
 
 from shared.events import Message, UnknownMessage, decode
 from shared.faust_compat import keep_queued_messages_on_resume
 from shared.kafka_compat import pace_fetches
-from shared.settings import InfraSettings
+from shared.settings import InfraSettings, SettingsError
 from shared.stream_metrics import StreamMetrics
 from shared.topics import changelog_configs, ensure_topics
 
@@ -148,6 +150,29 @@ async def decoded_events(stream: Any, metrics: StreamMetrics) -> AsyncIterator[t
             event.ack()
             continue
         yield event, message
+
+
+class HasInfra(Protocol):
+    @property
+    def infra(self) -> InfraSettings: ...
+
+
+S = TypeVar("S", bound=HasInfra)
+
+
+def faust_main(
+    name: str, read_settings: Callable[[], S], create_app: Callable[[S], faust.App]
+) -> int:
+    """`python -m services.<name>` of every Faust worker: uvloop, settings (a bad one exits 2
+    naming the variable), the app, then `run_worker`."""
+    # uvloop before anything asks for an event loop: the app and its services bind to it.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        settings = read_settings()
+    except SettingsError as exc:
+        print(f"{name}: bad setting: {exc}", file=sys.stderr)
+        return 2
+    return run_worker(create_app(settings), settings.infra)
 
 
 def run_worker(app: faust.App, infra: InfraSettings) -> int:

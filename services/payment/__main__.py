@@ -6,18 +6,7 @@ import sys
 
 from services.payment.app import create_app
 from services.payment.settings import PaymentSettings
-from shared.faust_app import run_worker
-from shared.settings import SettingsError
-
-
-def main() -> int:
-    try:
-        settings = PaymentSettings.from_env()
-    except SettingsError as exc:
-        print(f"payment: bad setting: {exc}", file=sys.stderr)
-        return 2
-    return run_worker(create_app(settings), settings.infra)
-
+from shared.faust_app import faust_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(faust_main("payment", PaymentSettings.from_env, create_app))

@@ -6,18 +6,7 @@ import sys
 
 from services.reservation.app import create_app
 from services.reservation.settings import ReservationSettings
-from shared.faust_app import run_worker
-from shared.settings import SettingsError
-
-
-def main() -> int:
-    try:
-        settings = ReservationSettings.from_env()
-    except SettingsError as exc:
-        print(f"reservation: bad setting: {exc}", file=sys.stderr)
-        return 2
-    return run_worker(create_app(settings), settings.infra)
-
+from shared.faust_app import faust_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(faust_main("reservation", ReservationSettings.from_env, create_app))

@@ -6,18 +6,7 @@ import sys
 
 from services.seat_projection.app import create_app
 from services.seat_projection.settings import ProjectionSettings
-from shared.faust_app import run_worker
-from shared.settings import SettingsError
-
-
-def main() -> int:
-    try:
-        settings = ProjectionSettings.from_env()
-    except SettingsError as exc:
-        print(f"seat_projection: bad setting: {exc}", file=sys.stderr)
-        return 2
-    return run_worker(create_app(settings), settings.infra)
-
+from shared.faust_app import faust_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(faust_main("seat_projection", ProjectionSettings.from_env, create_app))
