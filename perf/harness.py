@@ -28,8 +28,9 @@ from infra.processes import free_port
 from infra.stack import ROOT, Stack
 from perf.bench_queue import k6_binary
 from perf.collector import Sampler
+from perf.ledger import cpu_ms_per_flow
 from perf.machine import command_version, cores, cpu_model, package_version, python_version
-from perf.results import Results, Scenario
+from perf.results import Collector, Results, Scenario
 from perf.scenarios import (
     Context,
     Plan,
@@ -142,7 +143,12 @@ def run(names: list[str], smoke: bool) -> int:
         "problems": [],
         "smoke": smoke,
         "environment": {},
-        "config": {"scenarios": names, **plan.__dict__},
+        "config": {
+            "scenarios": names,
+            **plan.__dict__,
+            # Settings changed from the services' defaults for this run (the open gate).
+            "queue_settings_changed": OPEN_GATE,
+        },
         "scenarios": [],
         "collector": {
             "t": [],
@@ -218,6 +224,7 @@ def run(names: list[str], smoke: bool) -> int:
                     restart_queue(stack, ports["queue"], OPEN_GATE)
                 if name == "reservation":
                     reservation_max = sc["max_sustainable_per_s"]
+                    add_cpu_per_flow(sc, sampler.data)
                 results["scenarios"].append(sc)
         for sc in results["scenarios"]:
             if sc["name"] == "soak":
@@ -241,6 +248,16 @@ def run(names: list[str], smoke: bool) -> int:
         print_summary(results)
         write_report(results, out)
     return 0 if results["complete"] else 1
+
+
+def add_cpu_per_flow(sc: Scenario, collector: Collector) -> None:
+    """CPU ms per completed flow of each process in the fixed-rate phase (driver apart)."""
+    for phase in sc["phases"][:1]:
+        end = phase["started_t"] + phase["duration_s"]
+        completed = phase["requests"] - phase["errors"]
+        sc["extra"]["cpu_ms_per_flow"] = cpu_ms_per_flow(
+            collector["t"], collector["cpu_pct"], phase["started_t"], end, completed
+        )
 
 
 def print_summary(results: Results) -> None:

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from infra.processes import free_port, port_open, spawn, stop, wait_until
 from perf.bench_queue import k6_binary
+from perf.ledger import end_offsets_by_topic, records_per_flow
 from perf.results import Scenario
 from perf.samples import Sample, max_sustainable, phase, read_k6_csv, series
 from perf.stats import percentile
@@ -31,7 +32,6 @@ from shared.identity import mint
 
 QUEUE_SCRIPT = Path(__file__).parent / "k6" / "queue.js"
 # reservation.requested, seat.held, payment.requested, payment.completed, seat.confirmed
-RECORDS_PER_FLOW = 5
 QUEUE_CRITERION = (100.0, 0.001)  # p99 ms, error share: the issue's "maximum sustainable"
 FLOW_CRITERION = (1000.0, 0.001)
 
@@ -403,6 +403,7 @@ async def reservation_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
         ctx.live.label = "admitting"
         users = await admitted_users(flows, "r", n_fixed + n_ramp)
         ctx.live.label = f"flows {plan.flow_rate}/s"
+        offsets_before = await end_offsets_by_topic(ctx.brokers)
         fixed_start = ctx.now()
         await open_loop(flows, users[:n_fixed], 1, lambda _: plan.flow_rate, plan.flow_seconds)
         sc["phases"].append(
@@ -441,14 +442,21 @@ async def reservation_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
         )
         sc["timeseries"] = series(flows.samples, fixed_start, ramp_end)
         sold = await seat_counts(ctx, http, concert, len(flows.confirmed))
+        completed = sum(1 for sample in flows.samples if sample.ok)
+        records = records_per_flow(
+            offsets_before, await end_offsets_by_topic(ctx.brokers), completed
+        )
         ctx.live.label = "raw aiokafka"
         raw = await raw_ceiling(ctx.brokers, 5000 if plan.smoke else 50_000)
         best = sc["max_sustainable_per_s"]
+        per_flow = records.get("total")
         sc["extra"] = {
             "raw_aiokafka_records_per_s": round(raw, 1),
-            "records_per_flow": RECORDS_PER_FLOW,
+            # Counted from the brokers' end offsets (changelogs included), per completed flow.
+            "records_per_flow": per_flow,
+            "records_per_flow_by_topic": {k: v for k, v in records.items() if k != "total"},
             "max_sustainable_records_over_raw": (
-                round(best * RECORDS_PER_FLOW / raw, 4) if best and raw else None
+                round(best * per_flow / raw, 4) if best and raw and per_flow else None
             ),
             "seats_confirmed_by_flows": len(flows.confirmed),
             "seats_sold_in_seat_map": sold,
