@@ -216,11 +216,14 @@ def start_kafka(workdir: Path, *, nodes: int = 1, port: int | None = None) -> li
         argv = _java_argv(lib, "kafka.Kafka", str(config))
         log = workdir / f"node-{node.node_id}.log"
         proc = spawn(argv, log=log)
-        ready = partial(node_ready, node)
-        servers.append(Server(f"kafka node {node.node_id}", node.port, proc, log, argv, ready))
-    for server in servers:
+        servers.append(
+            Server(
+                f"kafka node {node.node_id}", node.port, proc, log, argv, partial(node_ready, node)
+            )
+        )
+    for server, node in zip(servers, cluster, strict=True):
         wait_until(
-            server.ready or (lambda: False),
+            partial(node_ready, node),
             timeout=READY_TIMEOUT_S * 2,
             what=server.name,
             proc=server.proc,

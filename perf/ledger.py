@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.topics import partitions_of
 
 DRIVERS = ("load-driver", "k6")  # processes that generate the load, not serve it
 
@@ -22,12 +24,9 @@ async def end_offsets_by_topic(brokers: str) -> dict[str, int]:
     await admin.start()
     try:
         topics = [t for t in await admin.list_topics() if not t.startswith(("__", "perf-raw-"))]
-        described = await admin.describe_topics(topics)
     finally:
         await admin.close()
-    partitions = [
-        TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]
-    ]
+    partitions = await partitions_of(brokers, *topics)
     consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
     await consumer.start()
     try:

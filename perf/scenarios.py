@@ -31,7 +31,6 @@ from perf.stats import percentile
 from shared.identity import mint
 
 QUEUE_SCRIPT = Path(__file__).parent / "k6" / "queue.js"
-# reservation.requested, seat.held, payment.requested, payment.completed, seat.confirmed
 QUEUE_CRITERION = (100.0, 0.001)  # p99 ms, error share: the "maximum sustainable"
 FLOW_CRITERION = (1000.0, 0.001)
 

@@ -14,6 +14,7 @@ Topic-level settings live here, not in broker defaults: how long each topic keep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 DAY_MS = 24 * 3600 * 1000
 # Commands are kept a week: far longer than any consumer may lag, so none is deleted unprocessed.
@@ -221,3 +222,24 @@ async def ensure_topics(
         return [spec.name for spec in missing]
     finally:
         await admin.close()
+
+
+async def partitions_of(bootstrap: str, *topics: str) -> list[Any]:
+    """Every partition (aiokafka `TopicPartition`) of `topics`, as the broker describes them;
+    none for a missing topic. A consumer's own metadata covers only what it subscribed to or was
+    assigned, so asking the broker is the reliable way to list partitions before assigning."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return sorted(
+        TopicPartition(d["topic"], p["partition"])
+        for d in described
+        if not d.get("error_code")
+        for p in d.get("partitions") or ()
+    )

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.events import ConcertCreated, UnknownMessage, decode
+from shared.topics import partitions_of
 
 log = logging.getLogger(__name__)
 TOPIC = "concert.created"
@@ -75,7 +75,9 @@ class Catalog:
                 await asyncio.sleep(1)
 
     async def _follow(self) -> None:
-        partitions = await _partitions(self.brokers)
+        partitions = await partitions_of(self.brokers, TOPIC)
+        if not partitions:
+            raise RuntimeError(f"topic {TOPIC} has no partitions yet")
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.brokers, enable_auto_commit=False, auto_offset_reset="earliest"
         )
@@ -117,18 +119,3 @@ class Catalog:
                     await self.changed.wait()
                 return concert
         return self.get(concert_id)
-
-
-async def _partitions(brokers: str) -> list[object]:
-    from aiokafka import TopicPartition
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=brokers, request_timeout_ms=5000)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([TOPIC])
-    finally:
-        await admin.close()
-    found = [TopicPartition(TOPIC, p["partition"]) for p in described.get("partitions") or ()]
-    if not found:
-        raise RuntimeError(f"topic {TOPIC} has no partitions yet")
-    return found

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer
 
 from shared.events import Message, SeatConfirmed, decode
+from shared.topics import partitions_of
 
-
-async def partitions_of(brokers: str, *topics: str) -> list[TopicPartition]:
-    """Every partition of `topics`, as the broker describes them (none for a missing topic).
-
-    A consumer's own metadata only covers the topics it subscribed to or was assigned, so
-    asking the broker is the reliable way to list a topic's partitions before assigning them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
-    try:
-        await admin.start()
-        described = await admin.describe_topics(list(topics))
-    finally:
-        await admin.close()
-    return sorted(
-        TopicPartition(d["topic"], p["partition"])
-        for d in described
-        if not d.get("error_code")
-        for p in d.get("partitions") or ()
-    )
+__all__ = ["assert_no_seat_sold_twice", "confirmed_seat_log", "partitions_of", "topic_log"]
 
 
 async def topic_log(brokers: str, topic: str) -> list[Message]:
