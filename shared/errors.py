@@ -39,3 +39,9 @@ class Unavailable(ServiceError):
 
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class Overloaded(Unavailable):
+    """Saturated: new work is refused at once instead of waiting in a backlog."""
+
+    code = "overloaded"

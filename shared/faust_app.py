@@ -19,7 +19,7 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import Producer, Transport
 
 from shared.events import Message, UnknownMessage, decode
-from shared.faust_compat import keep_queued_messages_on_resume
+from shared.faust_compat import keep_queued_messages_on_resume, read_offset
 from shared.kafka_compat import pace_fetches
 from shared.settings import InfraSettings, SettingsError
 from shared.stream_metrics import StreamMetrics
@@ -100,10 +100,12 @@ class AckedTable(faust.Table):  # type: ignore[type-arg]
 
 
 def acked_table(app: faust.App, name: str, infra: InfraSettings) -> Any:
+    """An `AckedTable` of bytes (the caller encodes its values)."""
     table = AckedTable(
         app,
         name=name,
         default=None,
+        value_type=bytes,
         beacon=app.tables.beacon,
         partitions=app.conf.topic_partitions,
         extra_topic_configs=changelog_configs(infra.kafka_min_insync_replicas),
@@ -204,7 +206,7 @@ def track_consumer_lag(app: faust.App, metrics: StreamMetrics, interval_s: float
                 highwater = consumer.highwater(tp)
             except Exception:  # not fetched yet
                 continue
-            read = getattr(consumer, "_read_offset", {}).get(tp)  # Faust keeps no public one
+            read = read_offset(consumer, tp)
             position = read + 1 if read is not None else 0
             lag = max(0, (highwater or 0) - position)
             metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)

@@ -19,7 +19,20 @@ resume after a suspension empties them again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from importlib.metadata import version
+from typing import Any
+
 from mode.utils.queues import FlowControlEvent
+
+# The Faust this file was written against; every internal reached below is checked on it.
+TESTED = ("0.15.",)
+FAUST_VERSION = version("faust-streaming")
+if not FAUST_VERSION.startswith(TESTED):  # pragma: no cover - a deliberate upgrade trips this
+    raise ImportError(
+        f"shared/faust_compat.py reaches Faust internals checked on {TESTED}, not on "
+        f"{FAUST_VERSION}: re-check it (and its tests) before upgrading"
+    )
 
 _original_resume = FlowControlEvent.resume
 
@@ -33,3 +46,18 @@ def _resume_keeping_queued(self: FlowControlEvent) -> None:
 def keep_queued_messages_on_resume() -> None:
     """Install the fix for every Faust app of this process (idempotent)."""
     FlowControlEvent.resume = _resume_keeping_queued  # type: ignore[method-assign]
+
+
+# --- read-only accessors for consumer state Faust keeps no public API for --------------------
+
+
+def committed_offsets(consumer: Any) -> Mapping[str, int]:
+    """ "topic:partition" -> the offset last committed by this worker (empty if none)."""
+    committed: Mapping[Any, int | None] = getattr(consumer, "_committed_offset", {})
+    return {f"{tp.topic}:{tp.partition}": o for tp, o in committed.items() if o is not None}
+
+
+def read_offset(consumer: Any, tp: Any) -> int | None:
+    """The offset of the last message this worker read from `tp`, None before the first."""
+    read: Mapping[Any, int | None] = getattr(consumer, "_read_offset", {})
+    return read.get(tp)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import unquote
 
@@ -88,3 +89,16 @@ def create_redis(url: str, *, socket_timeout: float, max_connections: int) -> An
         url, max_connections=max_connections, timeout=socket_timeout, **common
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
+
+
+async def run_scripts(
+    redis: AnyRedis, script: Any, calls: list[tuple[list[str], list[Any]]]
+) -> list[Any]:
+    """`script` once per (keys, args): one pipelined round trip on a standalone or Sentinel
+    primary; on a Cluster, where the keys may live on several nodes, concurrent calls."""
+    if isinstance(redis, RedisCluster):
+        return list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls)))
+    pipe = redis.pipeline(transaction=False)
+    for keys, args in calls:
+        await script(keys=keys, args=args, client=pipe)  # queues; the pipeline loads the script
+    return list(await pipe.execute())

@@ -83,39 +83,46 @@ local function drop_waiting(user, t, i)
 end
 """
 
+# The token check as a Lua function, for TOUCH and for scripts that validate then act in the
+# same round trip (the reservation service's reserve). -> {state, deadline_ms, frontier,
+# rate_per_s (string), now_ms}
+TOUCH_FN = """
+local function touch(user, ticket, ttl, hb_ms, renew)
+  local now = now_ms()
+  local t, i, s = get_user(user)
+  if not t then return {'u', 0, 0, '0', now} end
+  if t ~= ticket then return {'s', 0, 0, '0', now} end
+  if s == 'w' then
+    local seen = tonumber(redis.call('ZSCORE', K_HB, user))
+    if seen == nil or now - seen > hb_ms then
+      drop_waiting(user, t, i)
+      return {'d', 0, 0, '0', now}
+    end
+    redis.call('ZADD', K_HB, now, user)
+    local g = redis.call('HMGET', K_GATE, 'f', 'r')
+    return {'w', 0, tonumber(g[1]) or 0, g[2] or '0', now}
+  elseif s == 'a' then
+    local deadline = tonumber(redis.call('ZSCORE', K_ACTIVE, user))
+    if deadline == nil or deadline <= now then
+      expire_active(user, t, i)
+      return {'e', 0, 0, '0', now}
+    end
+    if renew == '1' then
+      deadline = now + ttl
+      redis.call('ZADD', K_ACTIVE, deadline, user)
+    end
+    return {'a', deadline, 0, '0', now}
+  end
+  return {s, 0, 0, '0', now}
+end
+"""
+
 # ARGV: user, ticket, active_ttl_ms, heartbeat_ms, renew (1/0)
-# -> {state, deadline_ms, frontier, rate_per_s (string), now_ms}
 TOUCH_LUA = (
     LUA_PRELUDE
+    + TOUCH_FN
     + """
-local now = now_ms()
-local user, ticket = ARGV[1], ARGV[2]
-local ttl, hb_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
-local t, i, s = get_user(user)
-if not t then return {'u', 0, 0, '0', now} end
-if t ~= ticket then return {'s', 0, 0, '0', now} end
-if s == 'w' then
-  local seen = tonumber(redis.call('ZSCORE', K_HB, user))
-  if seen == nil or now - seen > hb_ms then
-    drop_waiting(user, t, i)
-    return {'d', 0, 0, '0', now}
-  end
-  redis.call('ZADD', K_HB, now, user)
-  local g = redis.call('HMGET', K_GATE, 'f', 'r')
-  return {'w', 0, tonumber(g[1]) or 0, g[2] or '0', now}
-elseif s == 'a' then
-  local deadline = tonumber(redis.call('ZSCORE', K_ACTIVE, user))
-  if deadline == nil or deadline <= now then
-    expire_active(user, t, i)
-    return {'e', 0, 0, '0', now}
-  end
-  if ARGV[5] == '1' then
-    deadline = now + ttl
-    redis.call('ZADD', K_ACTIVE, deadline, user)
-  end
-  return {'a', deadline, 0, '0', now}
-end
-return {s, 0, 0, '0', now}
+return touch(ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
 """
 )
 
@@ -178,30 +185,41 @@ class WaitingRoom:
         except InvalidToken as exc:
             raise TokenInvalid(str(exc)) from None
 
+    def touch_args(self, claims: TokenClaims, *, renew: bool = True) -> list[Any]:
+        """ARGV 1-5 of TOUCH_FN's call, for this process's time to live and heartbeat."""
+        return [claims.user_id, claims.ticket, self.active_ttl_ms, self.heartbeat_ms, int(renew)]
+
     async def touch(self, claims: TokenClaims, *, renew: bool = True) -> TokenState:
         """One Redis round trip: state, plus renewal of the deadline or heartbeat."""
         try:
             r = await self._touch(
-                keys=queue_keys(claims.concert_id),
-                args=[
-                    claims.user_id,
-                    claims.ticket,
-                    self.active_ttl_ms,
-                    self.heartbeat_ms,
-                    1 if renew else 0,
-                ],
+                keys=queue_keys(claims.concert_id), args=self.touch_args(claims, renew=renew)
             )
         except UNAVAILABLE_ERRORS:
             raise Unavailable("the waiting room is unavailable, retry shortly") from None
-        return TokenState(claims, r[0], int(r[1]), int(r[2]), float(r[3]), int(r[4]))
+        return token_state(claims, r)
 
-    async def validate(self, token: str, *, concert_id: str, user_id: str) -> TokenState:
-        """The check every protected call makes: signed, this user's, this concert's, active."""
+    def claims_of(self, token: str, *, concert_id: str, user_id: str) -> TokenClaims:
+        """Signed, and this user's and this concert's (no Redis)."""
         claims = self.decode(token)
         if claims.concert_id != concert_id or claims.user_id != user_id:
             raise TokenMismatch("queue token belongs to another user or concert")
+        return claims
+
+    async def validate(self, token: str, *, concert_id: str, user_id: str) -> TokenState:
+        """The check every protected call makes: signed, this user's, this concert's, active."""
+        claims = self.claims_of(token, concert_id=concert_id, user_id=user_id)
         state = await self.touch(claims)
-        raise_if_gone(state)
-        if state.state != ACTIVE:
-            raise TokenNotActive("queue token is still waiting; poll until it is active")
+        require_active(state)
         return state
+
+
+def token_state(claims: TokenClaims, r: list[Any]) -> TokenState:
+    """TOUCH_FN's answer, read."""
+    return TokenState(claims, r[0], int(r[1]), int(r[2]), float(r[3]), int(r[4]))
+
+
+def require_active(state: TokenState) -> None:
+    raise_if_gone(state)
+    if state.state != ACTIVE:
+        raise TokenNotActive("queue token is still waiting; poll until it is active")

@@ -17,7 +17,6 @@ from services.queue.metrics import QueueMetrics
 from services.queue.store import QueueStore
 from shared.errors import Unavailable
 from shared.events import SeatConfirmed, UnknownMessage, decode
-from shared.holds import open_holds
 from shared.kafka_compat import pace_fetches
 from shared.redis_client import UNAVAILABLE_ERRORS
 
@@ -50,36 +49,41 @@ class Confirmations:
             heartbeat_interval_ms=max(100, int(session_timeout_s * 1000 / 10)),
         )
 
-    async def handle(self, raw: bytes) -> None:
+    def buyer(self, raw: bytes) -> tuple[str, str, int] | None:
+        """(concert, user, ticket) of a confirmed seat bought with a queue token, else None."""
         try:
             m = decode(raw)
         except UnknownMessage as exc:
             log.error("skipping undecodable %s message: %s", TOPIC, exc)
-            return
+            return None
         if not isinstance(m, SeatConfirmed) or m.queue_ticket <= 0:
-            return
-        if await open_holds(self.store.redis, m.concert_id, m.user_id) > 0:
-            return  # more seats of theirs still pending or held: keep the token
-        if await self.store.complete(m.concert_id, m.user_id, m.queue_ticket) in ("w", "a"):
-            self.metrics.completed.inc()
+            return None
+        return m.concert_id, m.user_id, m.queue_ticket
+
+    async def handle(self, raws: list[bytes]) -> None:
+        """One Redis round trip for a whole batch of confirmations."""
+        buyers = [b for b in map(self.buyer, raws) if b is not None]
+        if buyers:
+            answers = await self.store.complete_settled(buyers)
+            self.metrics.completed.inc(sum(1 for a in answers if a in ("w", "a")))
 
     async def run(self) -> None:
         await self.consumer.start()
         try:
             while True:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
-                for records in batches.values():
-                    for record in records:
-                        await self._retrying(record.value or b"")
+                raws = [r.value or b"" for records in batches.values() for r in records]
+                if raws:
+                    await self._retrying(raws)
                 if batches:
                     await self.consumer.commit()
         finally:
             await self.consumer.stop()
 
-    async def _retrying(self, raw: bytes) -> None:
+    async def _retrying(self, raws: list[bytes]) -> None:
         while True:
             try:
-                await self.handle(raw)
+                await self.handle(raws)
                 return
             except RETRYABLE:
                 log.warning("Redis unavailable while completing a token; retrying")

@@ -13,7 +13,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Histogram
 
 from shared.errors import Unavailable
-from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis
+from shared.holds import holds_key
+from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis, run_scripts
 from shared.waiting_room import CONCERTS_KEY, LUA_PRELUDE, queue_keys
 
 # ARGV: user, active_ttl_ms, heartbeat_ms, retention_s
@@ -115,24 +116,39 @@ return {admitted, #expired, #stale, redis.call('ZCARD', K_WAIT), redis.call('ZCA
 """
 )
 
-# ARGV: user, ticket -> the state the token was in (w/a: it is now completed)
-COMPLETE_LUA = (
-    LUA_PRELUDE
-    + """
-local user = ARGV[1]
-local t, i, s = get_user(user)
-if not t then return 'u' end
-if t ~= ARGV[2] then return 's' end
-if s == 'a' then
-  redis.call('ZREM', K_ACTIVE, user)
-elseif s == 'w' then
-  redis.call('ZREM', K_WAIT, user)
-  redis.call('ZREM', K_HB, user)
-else
+# The completion of a token, as a Lua function. -> the state the token was in (w/a: it is now
+# completed)
+COMPLETE_FN = """
+local function complete(user, ticket)
+  local t, i, s = get_user(user)
+  if not t then return 'u' end
+  if t ~= ticket then return 's' end
+  if s == 'a' then
+    redis.call('ZREM', K_ACTIVE, user)
+  elseif s == 'w' then
+    redis.call('ZREM', K_WAIT, user)
+    redis.call('ZREM', K_HB, user)
+  else
+    return s
+  end
+  set_state(user, t, i, 'c')
   return s
 end
-set_state(user, t, i, 'c')
-return s
+"""
+
+# ARGV: user, ticket
+COMPLETE_LUA = LUA_PRELUDE + COMPLETE_FN + "return complete(ARGV[1], ARGV[2])\n"
+
+# A buyer's token once their seat is confirmed: completed only when no reservation of theirs
+# is still pending or held (KEYS[7], the user's hold slots; past deadlines do not count), so a
+# fan buying several seats keeps it until the last one settles. -> 'h' (kept) or COMPLETE_FN's
+# ARGV: user, ticket
+COMPLETE_IF_SETTLED_LUA = (
+    LUA_PRELUDE
+    + COMPLETE_FN
+    + """
+if redis.call('ZCOUNT', KEYS[7], now_ms(), '+inf') > 0 then return 'h' end
+return complete(ARGV[1], ARGV[2])
 """
 )
 
@@ -177,6 +193,7 @@ class QueueStore:
         self._enter: Any = redis.register_script(ENTER_LUA)
         self._promote: Any = redis.register_script(PROMOTE_LUA)
         self._complete: Any = redis.register_script(COMPLETE_LUA)
+        self._settled: Any = redis.register_script(COMPLETE_IF_SETTLED_LUA)
         self._stats: Any = redis.register_script(STATS_LUA)
         self.latency = Histogram(
             "redis_call_duration_seconds",
@@ -232,6 +249,21 @@ class QueueStore:
 
     async def complete(self, concert_id: str, user_id: str, ticket: int) -> str:
         return str(await self._call("complete", self._complete, concert_id, [user_id, ticket]))
+
+    async def complete_settled(self, buyers: list[tuple[str, str, int]]) -> list[str]:
+        """Complete the tokens of buyers (concert, user, ticket) with nothing left pending or
+        held, in one round trip; each answer as COMPLETE_IF_SETTLED_LUA's."""
+        start = time.perf_counter()
+        calls = [
+            ([*queue_keys(c), holds_key(c, user_id)], [user_id, ticket])
+            for c, user_id, ticket in buyers
+        ]
+        try:
+            return [str(r) for r in await run_scripts(self.redis, self._settled, calls)]
+        except UNAVAILABLE_ERRORS:
+            raise Unavailable("the waiting room is unavailable, retry shortly") from None
+        finally:
+            self.latency.labels("complete_settled").observe(time.perf_counter() - start)
 
     async def stats(self, concert_id: str) -> tuple[int, int, float]:
         r = await self._call("stats", self._stats, concert_id, [])

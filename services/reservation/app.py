@@ -8,18 +8,18 @@ co-partitioned by seat, so each seat's messages reach one agent in order.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry
 
 from services.reservation.catalog import Catalog
-from services.reservation.context import Reservations
+from services.reservation.context import Reservations, SeatRecords
 from services.reservation.ids import ReservationIds
 from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
 from services.reservation.web import create_web_app
+from shared.events import ReservationRequested
 from shared.faust_app import (
     acked_table,
     create_faust_app,
@@ -27,6 +27,7 @@ from shared.faust_app import (
     raw_topic,
     track_consumer_lag,
 )
+from shared.faust_compat import committed_offsets
 from shared.faust_web import AiohttpServer
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.stream_metrics import StreamMetrics
@@ -35,7 +36,6 @@ from shared.topics import BY_NAME, SEAT, names
 from shared.waiting_room import WaitingRoom
 
 log = logging.getLogger(__name__)
-FULL_RESCAN_S = 30.0
 
 
 def create_app(settings: ReservationSettings) -> faust.App:
@@ -55,6 +55,7 @@ def create_app(settings: ReservationSettings) -> faust.App:
     )
     codec = TokenCodec(settings.token_secret)
     topics = {spec.name: raw_topic(app, spec.name) for spec in BY_NAME.values()}
+    table = acked_table(app, "seat_records", settings.infra)
     ctx = Reservations(
         settings=settings,
         app=app,
@@ -70,7 +71,8 @@ def create_app(settings: ReservationSettings) -> faust.App:
         metrics=StreamMetrics(registry),
         registry=registry,
         topics=topics,
-        seat_to_state=acked_table(app, "seat_to_state", settings.infra),
+        seats=SeatRecords(table),
+        committed=lambda: committed_offsets(app.consumer),
     )
     seat_commands = raw_topic(app, *names(SEAT))
 
@@ -78,27 +80,31 @@ def create_app(settings: ReservationSettings) -> faust.App:
     async def seat_agent(stream: Any) -> None:
         # noack: an event is acked (its offset may be committed) only once the outputs of its
         # decision are handed to the producer, after the decision itself is durable.
-        async for event, m in decoded_events(stream.noack(), ctx.metrics):
-            with ctx.metrics.handler_latency.labels("seat_agent").time():
-                await ctx.handle(m, done=event.ack)
-
-    rescan_at = [0.0]
+        ctx.outbox.start()
+        try:
+            async for event, m in decoded_events(stream.noack(), ctx.metrics):
+                with ctx.metrics.handler_latency.labels("seat_agent").time():
+                    msg = event.message
+                    if isinstance(m, ReservationRequested):
+                        ctx.pressure.observe(msg.timestamp)
+                    await ctx.handle(
+                        m, done=event.ack, source=f"{msg.topic}:{msg.partition}", offset=msg.offset
+                    )
+        finally:
+            await ctx.outbox.stop()
 
     @app.timer(interval=settings.hold_sweep_s, on_leader=False)  # type: ignore[untyped-decorator]
     async def sweep_holds() -> None:
-        if time.monotonic() >= rescan_at[0]:
-            ctx.rescan_holds()
-            rescan_at[0] = time.monotonic() + FULL_RESCAN_S
         try:
-            sent = await ctx.expire_due_holds()
+            sent = await ctx.sweeper.sweep(ctx.seats, ctx.publish)
         except UNAVAILABLE_ERRORS:
             return
         if sent:
             ctx.metrics.decisions.labels("ExpireHold:sent").inc(sent)
 
-    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
-    async def on_rebalance(sender: Any, **kwargs: Any) -> None:
-        rescan_at[0] = 0.0  # partitions moved: rebuild the deadline heap on the next sweep
+    @table.on_recover  # type: ignore[untyped-decorator]
+    async def on_recovered() -> None:
+        ctx.sweeper.stale = True  # the table changed under the heap: rebuild it on the next sweep
 
     track_consumer_lag(app, ctx.metrics)
     app.web_server(AiohttpServer(create_web_app(ctx, redis), settings.host, settings.port))

@@ -1,13 +1,16 @@
-"""What the seat agent, the hold sweeper and the HTTP handlers of one worker share.
+"""The seat agent's shell and what the agent, the hold sweeper and the HTTP handlers share.
 
-`Reservations.handle` is the seat agent's shell: decode is done by the caller; it loads the seat
-and reservation, calls the pure core, writes the result and hands what the core decided to the
-`Outbox`, which publishes it once the write is durable.
+The decisions are the pure `core.step`; around it, four owned parts, each with one job:
 
-One table, `seat_to_state`, keyed by seat, holds the seat and every reservation of that seat:
-each decision is one changelog record, so a crash can never keep the seat's half of a decision
-and lose the reservation's (two tables did: a seat left held by a reservation that a restarted
-worker then rejected as `seat_taken`). A reservation id carries its seat, so it finds its record.
+- `SeatRecords`: the table, one `SeatRecord` per seat (orjson bytes); each decision is one
+  changelog record, so a crash keeps or loses the seat's and the reservation's halves together.
+- `Outbox`: publishes a decision's outputs once its record is durable, acks the event after
+  that, wakes long-polls and frees the user's hold slot. It batches what has queued up.
+- `HoldSweeper`: an in-memory deadline heap, rebuilt from the table only after a recovery.
+- `Waiters`: the long-poll registry.
+
+`Reservations.handle` is the agent's one step: read the record, `step`, write, hand to the outbox.
+Nothing is awaited on Redis inside it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import heapq
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,28 +31,255 @@ from prometheus_client import CollectorRegistry
 from services.reservation.catalog import Catalog
 from services.reservation.core import (
     HELD,
+    Output,
     Reservation,
-    Seat,
-    decide,
-    evolve_reservation,
-    evolve_seat,
-    is_open,
-    seat_from_dict,
-    seat_to_dict,
+    SeatRecord,
+    prune,
+    record_from_bytes,
+    record_to_bytes,
+    step,
 )
 from services.reservation.ids import ReservationIds
 from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
-from shared.events import ExpireHold, Message, SeatHeld, SeatMessage, decode, utc_iso
+from shared.events import ExpireHold, Message, SeatHeld, SeatMessage, utc_iso
 from shared.stream_metrics import StreamMetrics
-from shared.topics import TOPIC_OF, key_of
+from shared.topics import key_of
 from shared.waiting_room import WaitingRoom
 
 log = logging.getLogger(__name__)
+Ack = Callable[[], Any]
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def split_key(key: str) -> tuple[str, str]:
+    concert_id, _, seat_id = key.partition("|")
+    return concert_id, seat_id
+
+
+class SeatRecords:
+    """The seat table (`faust.Table` of bytes), read and written as `SeatRecord`s."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str) -> SeatRecord:
+        return record_from_bytes(self.table.get(key), *split_key(key))
+
+    def put(self, key: str, record: SeatRecord) -> Any:
+        """Write; returns the future of the broker's acknowledgement of the changelog record."""
+        self.table[key] = record_to_bytes(record)
+        return self.table.last_write
+
+    def reservation(self, key: str, reservation_id: str) -> Reservation | None:
+        return self.get(key).reservations.get(reservation_id)
+
+    def holds(self) -> Iterator[tuple[int, str, str]]:
+        """(deadline ms, seat key, hold id) of every held seat in the table."""
+        for key in list(self.table.keys()):
+            seat = self.get(key).seat
+            if seat.status == HELD:
+                yield seat.hold_expires_at_ms, key, seat.reservation_id
+
+
+class Waiters:
+    """Long-polling readers of a reservation, woken when a decision about it is published."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+
+    async def wait(self, reservation_id: str, timeout_s: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = self._by_id[reservation_id]
+        waiting.add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            waiting.discard(fut)
+            if not waiting:
+                self._by_id.pop(reservation_id, None)
+
+    def notify(self, reservation_id: str) -> None:
+        for fut in self._by_id.pop(reservation_id, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self._by_id.values())
+
+
+@dataclass
+class HoldSweeper:
+    """Sends `ExpireHold` for holds past their deadline. The heap learns each hold as it is
+    decided; after a recovery (the table changed under it) it is rebuilt from the table once."""
+
+    deadlines: list[tuple[int, str, str]] = field(default_factory=list)  # (ms, seat, hold id)
+    stale: bool = True
+
+    def track(self, e: SeatHeld) -> None:
+        heapq.heappush(self.deadlines, (e.hold_expires_at_ms, e.seat_key, e.reservation_id))
+
+    def rebuild(self, seats: SeatRecords) -> None:
+        self.deadlines = list(seats.holds())
+        heapq.heapify(self.deadlines)
+        self.stale = False
+
+    def due(self, now: int) -> list[tuple[str, str]]:
+        """(seat key, hold id) of holds past their deadline, removed from the heap."""
+        due = []
+        while self.deadlines and self.deadlines[0][0] <= now:
+            _, key, hold_id = heapq.heappop(self.deadlines)
+            due.append((key, hold_id))
+        return due
+
+    async def sweep(
+        self, seats: SeatRecords, publish: Callable[[str, Message], Awaitable[Any]]
+    ) -> int:
+        if self.stale:
+            self.rebuild(seats)
+        sent = 0
+        now = now_ms()
+        for key, hold_id in self.due(now):
+            record = seats.get(key)
+            r = record.reservations.get(hold_id)
+            if not record.seat.held_by(hold_id) or r is None:
+                continue
+            await publish(
+                "seat.hold_expiry",
+                ExpireHold(
+                    event_id=f"expire:{hold_id}",
+                    occurred_at=utc_iso(now),
+                    reservation_id=hold_id,
+                    concert_id=r.concert_id,
+                    seat_id=r.seat_id,
+                    user_id=r.user_id,
+                ),
+            )
+            sent += 1
+        return sent
+
+
+@dataclass(frozen=True, slots=True)
+class Handed:
+    """One decision handed to the outbox."""
+
+    write: Any  # the record's acknowledgement (a future), None when nothing was written
+    outputs: tuple[Output, ...]
+    reservation_id: str | None
+    closed: Reservation | None
+    done: Ack
+
+
+class Outbox:
+    """Publishes each decision's outputs once its seat record is durable, in decision order.
+
+    The seat agent hands a decision over and goes on at once; one task takes everything queued,
+    waits for those writes' acknowledgements, frees the closed reservations' hold slots in Redis
+    (best effort, one round trip: the slots also lapse by themselves), publishes the outputs,
+    wakes long-polls and acks the events (so their offsets may be committed). The queue is
+    bounded: a slow broker slows the agent down instead of growing memory."""
+
+    def __init__(
+        self,
+        send: Callable[[Output], Awaitable[Any]],
+        store: ReservationStore,
+        waiters: Waiters,
+        crash: Callable[[BaseException], Awaitable[Any]],
+        size: int = 10_000,
+        batch: int = 500,
+    ) -> None:
+        self.send = send
+        self.store = store
+        self.waiters = waiters
+        self.crash = crash
+        self.batch = batch
+        self.queue: asyncio.Queue[Handed] = asyncio.Queue(size)
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self.run(), name="seat outbox")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+
+    async def put(self, handed: Handed) -> None:
+        await self.queue.put(handed)
+
+    def _take(self) -> list[Handed]:
+        taken: list[Handed] = []
+        while len(taken) < self.batch and not self.queue.empty():
+            taken.append(self.queue.get_nowait())
+        return taken
+
+    async def run(self) -> None:
+        try:
+            while True:
+                batch = [await self.queue.get(), *self._take()]
+                for h in batch:
+                    if h.write is not None:
+                        await h.write
+                # Slots first: a buyer's token is completed on `seat.confirmed` only once no
+                # hold of theirs is open, so the slot must be free before that is published.
+                await self._release([h.closed for h in batch if h.closed is not None])
+                for h in batch:
+                    for o in h.outputs:
+                        await self.send(o)
+                for h in batch:
+                    if h.reservation_id is not None:
+                        self.waiters.notify(h.reservation_id)
+                    h.done()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a decision that cannot be made durable: stop the worker
+            log.critical("seat records or outputs cannot be sent (%r); stopping", exc)
+            await self.crash(exc)
+
+    async def _release(self, closed: list[Reservation]) -> None:
+        """Best effort, one round trip: a slot left behind lapses at its deadline by itself."""
+        if not closed:
+            return
+        try:
+            await self.store.release_holds(
+                [(r.concert_id, r.user_id, r.reservation_id) for r in closed]
+            )
+        except Exception:  # Redis down must not stop the outbox
+            log.warning(
+                "could not free %d hold slots in Redis; they lapse by themselves", len(closed)
+            )
+
+
+class Pressure:
+    """How saturated this worker is, for load shedding: how long reservation requests wait
+    before the seat agent decides them (an EWMA of the time from the request's record to its
+    decision), and how many reservation requests the HTTP API is handling. Waiting longer in a
+    backlog helps no fan: above either bound, new requests are refused at once."""
+
+    def __init__(self, weight: float = 0.05) -> None:
+        self.weight = weight
+        self.delay_ms = 0.0
+        self.in_flight = 0
+
+    def observe(self, produced_at_s: float | None) -> None:
+        if produced_at_s:
+            delay = max(0.0, time.time() - produced_at_s) * 1000
+            self.delay_ms += self.weight * (delay - self.delay_ms)
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
 
 
 @dataclass
@@ -64,176 +295,55 @@ class Reservations:
     metrics: StreamMetrics
     registry: CollectorRegistry
     topics: dict[str, Any]
-    # seat key -> {"seat": Seat dict, "reservations": {id: Reservation dict},
-    #              "sent": {id: {cause event id: [outputs as JSON]}}}
-    seat_to_state: Any
-    waiters: dict[str, list[asyncio.Future[None]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
-    deadlines: list[tuple[int, str, str]] = field(default_factory=list)  # (ms, seat, hold id)
+    seats: SeatRecords
+    committed: Callable[[], Mapping[str, int]]  # "topic:partition" -> committed offset
+    waiters: Waiters = field(default_factory=Waiters)
+    sweeper: HoldSweeper = field(default_factory=HoldSweeper)
+    pressure: Pressure = field(default_factory=Pressure)
     background: set[asyncio.Future[Any]] = field(default_factory=set)  # late undos in flight
-    _outbox: Outbox | None = None
+    outbox: Outbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(lambda o: self.send(o), self.store, self.waiters, self.app.crash)
 
     async def publish(self, topic: str, m: Message) -> Any:
         """Send and return the future of the broker's acknowledgement."""
-        fut = await self.topics[topic].send(key=key_of(topic, m), value=m.to_bytes())
-        self.metrics.produced.labels(topic).inc()
+        return await self.send(Output(topic, key_of(topic, m), m.to_bytes()))
+
+    async def send(self, o: Output) -> Any:
+        fut = await self.topics[o.topic].send(key=o.key, value=o.value)
+        self.metrics.produced.labels(o.topic).inc()
         return fut
 
-    def seat(self, key: str) -> Seat:
-        return seat_from_dict((self.seat_to_state.get(key) or {}).get("seat"))
-
-    def reservation(self, key: str, reservation_id: str) -> Reservation | None:
-        doc = (self.seat_to_state.get(key) or {}).get("reservations", {}).get(reservation_id)
-        return Reservation.from_dict(doc) if doc else None
-
-    def notify(self, reservation_id: str) -> None:
-        for fut in self.waiters.pop(reservation_id, []):
-            if not fut.done():
-                fut.set_result(None)
-
-    async def handle(self, m: Message, done: Callable[[], Any] = lambda: None) -> None:
-        """One message through the core; the seat record and outputs follow what it decided.
-
-        Outputs leave only once the record holding the decision is acknowledged by the broker
-        (`Outbox`): a crash loses a decision and its outputs together, and never leaves outputs
-        of a decision the restarted worker does not know (it might decide differently). The
-        record keeps each decision's outputs, so a message redelivered after a crash publishes
-        them again (consumers de-duplicate by event id and seat version). `done` (the event's
-        ack) is called once the outputs are handed to the producer."""
+    async def handle(
+        self, m: Message, done: Ack = lambda: None, *, source: str = "", offset: int = -1
+    ) -> None:
+        """One message through `core.step`; the record is written and the outputs handed to
+        the outbox, which publishes them once the record is acknowledged, then calls `done`
+        (the event's ack). A crash therefore loses a decision and its outputs together, and
+        never leaves outputs of a decision a restarted worker does not know."""
         if not isinstance(m, SeatMessage):
-            await self.outbox.put(None, [], None, done)
+            await self.outbox.put(Handed(None, (), None, None, done))
             return
-        state = self.seat_to_state.get(m.seat_key) or {}
-        seat = seat_from_dict(state.get("seat"))
-        reservations: dict[str, Any] = state.get("reservations", {})
-        sent: dict[str, dict[str, list[str]]] = state.get("sent", {})  # id -> cause -> outputs
-        doc = reservations.get(m.reservation_id)
-        before = Reservation.from_dict(doc) if doc else None
-        now = now_ms()
-        hold_ms = int(self.settings.seat_hold_s * 1000)
-        decided = decide(seat, before, m, now_ms=now, hold_ms=hold_ms)
-        if not decided:
+        key = m.seat_key
+        record = prune(self.seats.get(key), self.committed())
+        stepped = step(
+            record,
+            m,
+            now_ms(),
+            hold_ms=int(self.settings.seat_hold_s * 1000),
+            source=source,
+            offset=offset,
+        )
+        if not stepped.decided:
             self.metrics.decisions.labels(f"{type(m).__name__}:ignored").inc()
-            again = [decode(raw) for raw in sent.get(m.reservation_id, {}).get(m.event_id, [])]
-            await self.outbox.put(self.last_write(), again, None, done)
+            await self.outbox.put(Handed(None, stepped.outputs, None, None, done))
             return
-        after: Reservation | None = before
-        for e in decided:
-            seat = evolve_seat(seat, e)
-            after = evolve_reservation(after, m, e)
+        for e in stepped.decided:
             self.metrics.decisions.labels(type(e).__name__).inc()
             if isinstance(e, SeatHeld):
-                heapq.heappush(self.deadlines, (e.hold_expires_at_ms, m.seat_key, e.reservation_id))
-        if after is not None:
-            reservations = {**reservations, after.reservation_id: after.to_dict()}
-        outputs: list[Message] = [e for e in decided if type(e).__name__ in TOPIC_OF]
-        if outputs:
-            causes = {
-                **sent.get(m.reservation_id, {}),
-                m.event_id: [e.to_bytes().decode() for e in outputs],
-            }
-            sent = {**sent, m.reservation_id: causes}
-        self.seat_to_state[m.seat_key] = {
-            "seat": seat_to_dict(seat),
-            "reservations": reservations,
-            "sent": sent,
-        }
-        if after is not None and is_open(before) and not is_open(after):
-            await self.release_user_hold(after)
-        await self.outbox.put(self.last_write(), outputs, m.reservation_id, done)
-
-    def last_write(self) -> Any:
-        """The broker's acknowledgement of the latest seat record written (a future)."""
-        return self.seat_to_state.last_write
-
-    @property
-    def outbox(self) -> Outbox:
-        if self._outbox is None:
-            self._outbox = Outbox(self)
-        return self._outbox
-
-    async def release_user_hold(self, r: Reservation) -> None:
-        """Best effort: the hold-limit entry also lapses by itself at its deadline."""
-        try:
-            await self.store.release_hold(r.concert_id, r.user_id, r.reservation_id)
-        except Exception:  # Redis down must not stop the seat agent; the entry will lapse
-            log.warning("could not release hold %s of %s in Redis", r.reservation_id, r.user_id)
-
-    def due_holds(self, now: int) -> list[tuple[str, str]]:
-        """(seat key, hold id) of holds past their deadline, from the in-memory deadline heap."""
-        due = []
-        while self.deadlines and self.deadlines[0][0] <= now:
-            _, key, hold_id = heapq.heappop(self.deadlines)
-            due.append((key, hold_id))
-        return due
-
-    def rescan_holds(self) -> None:
-        """Rebuild the deadline heap from the table (after recovery or a rebalance)."""
-        seats = [(key, doc["seat"]) for key, doc in list(self.seat_to_state.items()) if doc]
-        heap = [
-            (seat["hold_expires_at_ms"], key, seat["reservation_id"])
-            for key, seat in seats
-            if seat.get("status") == HELD
-        ]
-        heapq.heapify(heap)
-        self.deadlines = heap
-
-    async def expire_due_holds(self) -> int:
-        sent = 0
-        now = now_ms()
-        for key, hold_id in self.due_holds(now):
-            seat = self.seat(key)
-            r = self.reservation(key, hold_id)
-            if not seat.held_by(hold_id) or r is None:
-                continue
-            await self.publish(
-                "seat.hold_expiry",
-                ExpireHold(
-                    event_id=f"expire:{hold_id}",
-                    occurred_at=utc_iso(now),
-                    reservation_id=hold_id,
-                    concert_id=r.concert_id,
-                    seat_id=r.seat_id,
-                    user_id=r.user_id,
-                ),
-            )
-            sent += 1
-        return sent
-
-
-class Outbox:
-    """Publishes each decision's outputs once its seat record is durable, in decision order.
-
-    The seat agent hands over (write, outputs, reservation id, ack) and goes on with the next
-    message at once; one task waits for each write's acknowledgement, publishes the outputs,
-    wakes long-polling readers and acks the event. Waiting inline instead would cost the
-    agent one broker round trip per message. The queue is bounded: a slow broker slows the
-    agent down instead of growing memory."""
-
-    def __init__(self, ctx: Reservations, size: int = 10_000) -> None:
-        self.ctx = ctx
-        self.queue: asyncio.Queue[tuple[Any, list[Message], str | None, Callable[[], Any]]] = (
-            asyncio.Queue(size)
+                self.sweeper.track(e)
+        write = self.seats.put(key, stepped.record)
+        await self.outbox.put(
+            Handed(write, stepped.outputs, m.reservation_id, stepped.closed, done)
         )
-        self.task = asyncio.ensure_future(self.run())
-
-    async def put(
-        self, write: Any, outputs: list[Message], rid: str | None, done: Callable[[], Any]
-    ) -> None:
-        await self.queue.put((write, outputs, rid, done))
-
-    async def run(self) -> None:
-        try:
-            while True:
-                write, outputs, rid, done = await self.queue.get()
-                if write is not None:
-                    await write
-                for e in outputs:
-                    await self.ctx.publish(TOPIC_OF[type(e).__name__], e)
-                if rid is not None:
-                    self.ctx.notify(rid)
-                done()
-        except Exception as exc:  # a decision that cannot be made durable: stop the worker
-            log.critical("seat records or outputs cannot be sent (%r); stopping", exc)
-            await self.ctx.app.crash(exc)

@@ -1,16 +1,23 @@
-"""The seat state machine: pure `decide` and `evolve`, no I/O, no clock (time is passed in).
+"""The seat state machine: pure `decide`, `evolve` and `step`, no I/O, no clock (time is passed in).
 
 One seat has one writer (the seat agent, partitioned by seat), so these functions see every
 message about a seat in order and need no locks. The hold id is the reservation id: a hold is
 released or confirmed only by messages naming it, so stale expiries and late payments of another
 reservation cannot touch a newer hold.
+
+`step(record, message, now_ms)` is the whole seat agent without its I/O: the seat's record (the
+seat, its reservations, the outputs not yet known to be past) in, the next record and the
+outputs to publish out. The agent and the unit tests both call it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from shared.events import (
     ExpireHold,
@@ -29,6 +36,7 @@ from shared.events import (
     SeatReleased,
     utc_iso,
 )
+from shared.topics import TOPIC_OF, key_of
 
 AVAILABLE, HELD, SOLD = "available", "held", "sold"
 PENDING, CONFIRMED, REJECTED = "pending", "confirmed", "rejected"
@@ -224,3 +232,142 @@ def evolve_reservation(
 def is_open(reservation: Reservation | None) -> bool:
     """Still counts against the user's hold limit."""
     return reservation is None or reservation.status in (PENDING, HELD)
+
+
+# --- the seat record and one step of the seat agent ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One message to publish, encoded once: the bytes stored in the record are the bytes sent."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+    @classmethod
+    def of(cls, m: SeatMessage) -> Output:
+        topic = TOPIC_OF[type(m).__name__]
+        return cls(topic, key_of(topic, m), m.to_bytes())
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The outputs of one decision, kept until the offset of its cause is committed: a cause
+    redelivered after a crash publishes them again (consumers de-duplicate by event id)."""
+
+    source: str  # "topic:partition" of the cause
+    offset: int
+    outputs: tuple[Output, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SeatRecord:
+    """Everything one seat's decisions need, stored as one changelog record per decision (so a
+    crash keeps or loses the seat's and its reservation's halves of a decision together).
+
+    `reservations` keeps the finished ones too, as their outcome: a client retry with the same
+    Idempotency-Key carries the same reservation id and must not be decided again. `sent` keeps
+    only the outputs whose cause may still be redelivered (see `prune`)."""
+
+    seat: Seat = Seat()
+    reservations: Mapping[str, Reservation] = field(default_factory=dict)
+    sent: Mapping[str, Sent] = field(default_factory=dict)  # cause event id -> outputs
+
+
+@dataclass(frozen=True, slots=True)
+class Stepped:
+    record: SeatRecord
+    decided: tuple[SeatMessage, ...]  # new decisions; () for a duplicate or a stale message
+    outputs: tuple[Output, ...]  # to publish once the record is durable (again, for a duplicate)
+    closed: Reservation | None  # the reservation that stopped counting against the hold limit
+
+
+def step(
+    record: SeatRecord,
+    m: SeatMessage,
+    now_ms: int,
+    *,
+    hold_ms: int,
+    source: str = "",
+    offset: int = -1,
+) -> Stepped:
+    """One message through the seat's record. `source`/`offset` name where `m` was read, so its
+    outputs can be pruned once that offset is committed."""
+    before = record.reservations.get(m.reservation_id)
+    decided = decide(record.seat, before, m, now_ms=now_ms, hold_ms=hold_ms)
+    if not decided:
+        again = record.sent.get(m.event_id)
+        return Stepped(record, (), again.outputs if again else (), None)
+    seat, after = record.seat, before
+    for e in decided:
+        seat = evolve_seat(seat, e)
+        after = evolve_reservation(after, m, e)
+    reservations = record.reservations
+    if after is not None:
+        reservations = {**reservations, after.reservation_id: after}
+    outputs = tuple(Output.of(e) for e in decided if type(e).__name__ in TOPIC_OF)
+    sent = record.sent
+    if outputs:
+        sent = {**sent, m.event_id: Sent(source, offset, outputs)}
+    closed = after if after is not None and is_open(before) and not is_open(after) else None
+    return Stepped(SeatRecord(seat, reservations, sent), tuple(decided), outputs, closed)
+
+
+def prune(record: SeatRecord, committed: Mapping[str, int]) -> SeatRecord:
+    """Drop the outputs whose cause lies before its partition's committed offset: it will not
+    be delivered again."""
+    kept = {cause: s for cause, s in record.sent.items() if s.offset >= committed.get(s.source, -1)}
+    return record if len(kept) == len(record.sent) else dataclasses.replace(record, sent=kept)
+
+
+# The record on the wire (orjson, compact lists). A reservation's concert and seat are the
+# record's own, so they are not repeated per reservation.
+_R_FIELDS = (
+    "user_id",
+    "status",
+    "queue_ticket",
+    "price",
+    "reason",
+    "hold_expires_at_ms",
+    "payment_id",
+    "refund_requested",
+)
+
+
+def record_to_bytes(record: SeatRecord) -> bytes:
+    s = record.seat
+    return orjson.dumps(
+        {
+            "seat": [s.status, s.reservation_id, s.hold_expires_at_ms, s.version],
+            "r": {
+                rid: [getattr(r, f) for f in _R_FIELDS] for rid, r in record.reservations.items()
+            },
+            "sent": {
+                cause: [
+                    x.source,
+                    x.offset,
+                    [[o.topic, o.key.decode(), orjson.Fragment(o.value)] for o in x.outputs],
+                ]
+                for cause, x in record.sent.items()
+            },
+        }
+    )
+
+
+def record_from_bytes(raw: bytes | None, concert_id: str, seat_id: str) -> SeatRecord:
+    if not raw:
+        return SeatRecord()
+    doc = orjson.loads(raw)
+    status, holder, expires, version = doc["seat"]
+    reservations = {
+        rid: Reservation(rid, concert_id, seat_id, **dict(zip(_R_FIELDS, values, strict=True)))
+        for rid, values in doc["r"].items()
+    }
+    sent = {
+        cause: Sent(
+            source, offset, tuple(Output(t, k.encode(), orjson.dumps(v)) for t, k, v in out)
+        )
+        for cause, (source, offset, out) in doc["sent"].items()
+    }
+    return SeatRecord(Seat(status, holder, expires, version), reservations, sent)

@@ -24,7 +24,7 @@ def owner_url(app: Any, seat_key: str) -> str | None:
     try:
         # The seat's partition is the one its raw key hashes to on the seat topics (the table's
         # own key serializer would hash a JSON-quoted key instead, and pick the wrong worker).
-        changelog = app.tables["seat_to_state"].changelog_topic.get_topic_name()
+        changelog = app.tables["seat_records"].changelog_topic.get_topic_name()
         url = app.assignor.key_store(changelog, seat_key.encode())
     except Exception:
         return None

@@ -26,6 +26,8 @@ class ReservationSettings:
     hold_sweep_s: float
     queue_active_ttl_s: float
     queue_heartbeat_s: float
+    shed_delay_ms: float  # refuse new reservations while decisions lag more than this (0: never)
+    max_in_flight: int  # reservation requests this process handles at once; more are refused
     datadir: Path
 
     @classmethod
@@ -48,5 +50,7 @@ class ReservationSettings:
             hold_sweep_s=e.number("HOLD_SWEEP_S", 0.5, minimum=0.05, maximum=60.0),
             queue_active_ttl_s=e.number("QUEUE_ACTIVE_TTL_S", 30.0, minimum=0.1),
             queue_heartbeat_s=e.number("QUEUE_WAIT_HEARTBEAT_S", 60.0, minimum=0.1),
+            shed_delay_ms=e.number("RESERVATION_SHED_DELAY_MS", 500.0, minimum=0.0),
+            max_in_flight=e.integer("RESERVATION_MAX_IN_FLIGHT", 1000, minimum=1),
             datadir=Path(e.text("RESERVATION_DATA_DIR", ".run/faust/reservation")),
         )

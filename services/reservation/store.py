@@ -16,18 +16,30 @@ from services.reservation.catalog import Concert
 from shared.errors import Unavailable
 from shared.holds import holds_key
 from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis
+from shared.tokens import TokenClaims
+from shared.waiting_room import LUA_PRELUDE, TOUCH_FN, TokenState, queue_keys, token_state
 
-# KEYS: holds; ARGV: reservation id, deadline ms, max -> 1 taken, 0 over the limit
-TAKE_HOLD_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-return 1
+# One round trip per reservation request: the queue token's check (TOUCH_FN), then, for an
+# active token, one of the user's hold slots.
+# KEYS: the waiting room's six, then holds; ARGV: TOUCH_FN's five, then reservation id,
+# slot lifetime ms, max slots -> TOUCH_FN's answer, plus 1 taken / 0 over the limit
+RESERVE_LUA = (
+    LUA_PRELUDE
+    + TOUCH_FN
+    + """
+local r = touch(ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
+if r[1] ~= 'a' then r[6] = 0 return r end
+local holds, rid, ttl = KEYS[7], ARGV[6], tonumber(ARGV[7])
+local now = r[5]
+redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
+if redis.call('ZSCORE', holds, rid) then r[6] = 1 return r end
+if redis.call('ZCARD', holds) >= tonumber(ARGV[8]) then r[6] = 0 return r end
+redis.call('ZADD', holds, now + ttl, rid)
+redis.call('PEXPIRE', holds, ttl)
+r[6] = 1
+return r
 """
+)
 
 
 def concert_key(concert_id: str) -> str:
@@ -37,7 +49,7 @@ def concert_key(concert_id: str) -> str:
 class ReservationStore:
     def __init__(self, redis: AnyRedis) -> None:
         self.redis = redis
-        self._take: Any = redis.register_script(TAKE_HOLD_LUA)
+        self._reserve: Any = redis.register_script(RESERVE_LUA)
         self._concerts: dict[str, Concert] = {}
 
     async def _do(self, coro: Any) -> Any:
@@ -69,13 +81,31 @@ class ReservationStore:
         return concert
 
     async def take_hold(
-        self, concert_id: str, user_id: str, reservation_id: str, *, ttl_ms: int, limit: int
-    ) -> bool:
-        key = holds_key(concert_id, user_id)
-        return bool(await self._do(self._take(keys=[key], args=[reservation_id, ttl_ms, limit])))
+        self,
+        claims: TokenClaims,
+        touch_args: list[Any],
+        reservation_id: str,
+        *,
+        ttl_ms: int,
+        limit: int,
+    ) -> tuple[TokenState, bool]:
+        """The token's state and, if it is active, whether a hold slot was taken (False: the
+        user holds `limit` already)."""
+        keys = [*queue_keys(claims.concert_id), holds_key(claims.concert_id, claims.user_id)]
+        r = await self._do(
+            self._reserve(keys=keys, args=[*touch_args, reservation_id, ttl_ms, limit])
+        )
+        return token_state(claims, r), bool(r[5])
 
     async def release_hold(self, concert_id: str, user_id: str, reservation_id: str) -> None:
-        await self._do(self.redis.zrem(holds_key(concert_id, user_id), reservation_id))
+        await self.release_holds([(concert_id, user_id, reservation_id)])
+
+    async def release_holds(self, holds: list[tuple[str, str, str]]) -> None:
+        """Free hold slots, (concert, user, reservation id) each, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for concert_id, user_id, reservation_id in holds:
+            pipe.zrem(holds_key(concert_id, user_id), reservation_id)
+        await self._do(pipe.execute())
 
     async def ping(self) -> bool:
         return bool(await self._do(self.redis.ping()))

@@ -17,7 +17,7 @@ from services.reservation.context import Reservations, now_ms
 from services.reservation.core import EXPIRED, HELD, PENDING, STATUSES, Reservation
 from services.reservation.ids import ReservationRef, payment_id_for
 from services.reservation.routing import ROUTED, forward, owner_url
-from shared.errors import InvalidRequest, RateLimited, ServiceError, Unavailable
+from shared.errors import InvalidRequest, Overloaded, RateLimited, ServiceError, Unavailable
 from shared.events import (
     ConcertCreated,
     PaymentRequested,
@@ -33,6 +33,7 @@ from shared.http import (
 )
 from shared.ids import ID_RULE, is_valid_id
 from shared.redis_client import AnyRedis
+from shared.waiting_room import require_active
 
 CTX = web.AppKey("reservations", Reservations)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
@@ -191,26 +192,50 @@ def _concert_response(concert: Concert, status: int) -> web.Response:
     return json_response(body, status)
 
 
+def _shed(ctx: Reservations) -> None:
+    """Refuse a new reservation at once while the pipeline is saturated: decisions lag more than
+    RESERVATION_SHED_DELAY_MS, or this process already handles RESERVATION_MAX_IN_FLIGHT."""
+    s, p = ctx.settings, ctx.pressure
+    if s.shed_delay_ms and p.delay_ms > s.shed_delay_ms:
+        ctx.metrics.decisions.labels("ReservationRequested:shed").inc()
+        raise Overloaded(
+            f"seat decisions lag {p.delay_ms / 1000:.1f} s behind: too busy, retry shortly",
+            retry_after_s=max(1, round(p.delay_ms / 1000)),
+        )
+    if p.in_flight >= s.max_in_flight:
+        ctx.metrics.decisions.labels("ReservationRequested:shed").inc()
+        raise Overloaded("too many reservation requests in flight, retry shortly")
+
+
 async def reserve(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
+    _shed(ctx)
+    with ctx.pressure.request():
+        return await _reserve(ctx, request)
+
+
+async def _reserve(ctx: Reservations, request: web.Request) -> web.Response:
     body = await read_json_object(request)
     concert_id = require_id(body, "concert_id")
     seat_id = require_id(body, "seat_id")
     user_id = require_id(body, "user_id")
-    token = request.headers.get("Queue-Token", "")
     concert = await _concert(ctx, concert_id)
     if not seat_id.isdigit() or not 1 <= int(seat_id) <= concert.seats or seat_id[0] == "0":
         raise NotFound(f"concert {concert_id!r} has no seat {seat_id!r}", field="seat_id")
-    claims = (await ctx.room.validate(token, concert_id=concert_id, user_id=user_id)).claims
+    token = request.headers.get("Queue-Token", "")
+    claims = ctx.room.claims_of(token, concert_id=concert_id, user_id=user_id)
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None and not is_valid_id(idempotency_key):
         raise InvalidRequest(f"Idempotency-Key must be {ID_RULE}", field="Idempotency-Key")
     rid = ctx.ids.new(concert_id, seat_id, user_id, idempotency_key)
     s = ctx.settings
     ttl_ms = int(s.seat_hold_s * 1000) + 60_000  # pending + held, plus a margin
-    if not await ctx.store.take_hold(
-        concert_id, user_id, rid, ttl_ms=ttl_ms, limit=s.max_holds_per_user
-    ):
+    # One round trip: the token is checked (and renewed) and, if active, a hold slot taken.
+    state, took = await ctx.store.take_hold(
+        claims, ctx.room.touch_args(claims), rid, ttl_ms=ttl_ms, limit=s.max_holds_per_user
+    )
+    require_active(state)
+    if not took:
         raise RateLimited(
             f"at most {s.max_holds_per_user} seats may be held at once per user and concert",
             retry_after_s=5,
@@ -303,17 +328,14 @@ async def get_reservation(request: web.Request) -> web.Response:
     if seen not in STATUSES:
         raise InvalidRequest(f"seen must be one of {', '.join(STATUSES)}", field="seen")
     key = seat_key(ref.concert_id, ref.seat_id)
-    current = ctx.reservation(key, rid)
+    current = ctx.seats.reservation(key, rid)
     deadline = asyncio.get_running_loop().time() + int(raw_wait) / 1000
     while (current.status if current else PENDING) == seen:
         left = deadline - asyncio.get_running_loop().time()
         if left <= 0:
             break
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        ctx.waiters[rid].append(fut)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(fut, left)
-        current = ctx.reservation(key, rid)
+        await ctx.waiters.wait(rid, left)
+        current = ctx.seats.reservation(key, rid)
     return json_response(_view(rid, ref, current))
 
 
@@ -330,7 +352,7 @@ async def pay(request: web.Request) -> web.Response:
     await ctx.room.validate(
         request.headers.get("Queue-Token", ""), concert_id=ref.concert_id, user_id=user_id
     )
-    r = ctx.reservation(seat_key(ref.concert_id, ref.seat_id), rid)
+    r = ctx.seats.reservation(seat_key(ref.concert_id, ref.seat_id), rid)
     if r is None or r.status == PENDING:
         raise Conflict("the seat is not held yet; wait for status held", status="pending")
     if r.status == EXPIRED:

@@ -1,7 +1,7 @@
 """The seat agent under Faust's test_context(), no broker: pytest tests/unit/test_seat_agent.py
 
 The app is the real one from `create_app`; Redis and Kafka addresses point at closed ports. The
-agent's only Redis call (releasing the user's hold count) is best effort and just logs a warning.
+outbox's only Redis call (freeing the user's hold slot) is best effort and just logs a warning.
 There is no broker: the seat record's acknowledgement is not waited for, and what the agent
 publishes is recorded (topic, key, message) instead of sent, where these tests read it.
 """
@@ -17,8 +17,16 @@ from typing import Any
 import pytest
 
 from services.reservation.app import create_app
-from services.reservation.context import Reservations
-from services.reservation.core import CONFIRMED, HELD, SOLD
+from services.reservation.context import Reservations, SeatRecords
+from services.reservation.core import (
+    CONFIRMED,
+    HELD,
+    SOLD,
+    Output,
+    Seat,
+    SeatRecord,
+    record_to_bytes,
+)
 from services.reservation.ids import ReservationIds, payment_id_for
 from services.reservation.settings import ReservationSettings
 from shared.events import (
@@ -27,10 +35,10 @@ from shared.events import (
     ReservationRequested,
     SeatConfirmed,
     SeatHeld,
+    decode,
     utc_iso,
 )
 from shared.settings import Env
-from shared.topics import key_of
 
 SECRET = "test-secret-" + "x" * 32
 HOLD_S = 120
@@ -56,11 +64,11 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     app = create_app(settings)
     sent: list[tuple[str, bytes, Message]] = []
 
-    async def record(self: Reservations, topic: str, m: Message) -> None:
-        sent.append((topic, key_of(topic, m), m))
+    async def record(self: Reservations, o: Output) -> None:
+        sent.append((o.topic, o.key, decode(o.value)))
 
-    monkeypatch.setattr(Reservations, "last_write", lambda self: None)
-    monkeypatch.setattr(Reservations, "publish", record)
+    monkeypatch.setattr(SeatRecords, "put", no_ack)
+    monkeypatch.setattr(Reservations, "send", record)
     app.sent_by_test = sent
     yield app
     # Writing a table made Faust build its consumer, whose thread got an event loop of its own;
@@ -68,6 +76,15 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     consumer: Any = app._consumer
     if consumer is not None:
         consumer._thread.thread_loop.close()
+
+
+def no_ack(self: SeatRecords, key: str, record: SeatRecord) -> None:
+    """Write the record; there is no broker to acknowledge it."""
+    self.table[key] = record_to_bytes(record)
+
+
+def stored(app: Any) -> SeatRecord:
+    return SeatRecords(app.tables["seat_records"]).get(SEAT_KEY)
 
 
 def now_ms() -> int:
@@ -128,24 +145,18 @@ class TestARequestItsDuplicateAndThePayment:
     async def test_leave_the_seat_sold_to_the_reservation(self, app: Any) -> None:
         rid = reservation_id()
         await send_all(app, request(rid), request(rid), completed(rid), expect_published=2)
-        seat = app.tables["seat_to_state"].get(SEAT_KEY)["seat"]
         # version 2: the hold and the sale; the duplicate request changed nothing
-        assert seat == {
-            "status": SOLD,
-            "reservation_id": rid,
-            "hold_expires_at_ms": 0,
-            "version": 2,
-        }
+        assert stored(app).seat == Seat(SOLD, rid, 0, 2)
 
     async def test_leave_the_reservation_confirmed_with_its_payment(self, app: Any) -> None:
         rid = reservation_id()
         started = now_ms()
         await send_all(app, request(rid), request(rid), completed(rid), expect_published=2)
-        r = app.tables["seat_to_state"].get(SEAT_KEY)["reservations"][rid]
-        assert (r["status"], r["payment_id"], r["reason"]) == (CONFIRMED, payment_id_for(rid), None)
-        assert (r["queue_ticket"], r["price"], r["user_id"]) == (42, 120, USER)
+        r = stored(app).reservations[rid]
+        assert (r.status, r.payment_id, r.reason) == (CONFIRMED, payment_id_for(rid), None)
+        assert (r.queue_ticket, r.price, r.user_id) == (42, 120, USER)
         # the hold was taken while the test ran, for the configured hold time
-        assert started + HOLD_S * 1000 <= r["hold_expires_at_ms"] <= now_ms() + HOLD_S * 1000
+        assert started + HOLD_S * 1000 <= r.hold_expires_at_ms <= now_ms() + HOLD_S * 1000
 
     async def test_publish_the_hold_again_for_the_duplicate_and_the_sale(self, app: Any) -> None:
         # A redelivered message publishes its decision's outputs again, the same events: after
@@ -169,6 +180,6 @@ class TestAMessageTheCatalogCannotRead:
             await agent.put(key=SEAT_KEY.encode(), value=b'{"type": "SeatSold", "v": 1}')
             await agent.put(key=SEAT_KEY.encode(), value=request(rid).to_bytes())
             await until(lambda: len(published(app)) >= 1)
-        state = app.tables["seat_to_state"].get(SEAT_KEY)
-        assert state["reservations"][rid]["status"] == HELD
-        assert state["seat"]["version"] == 1
+        record = stored(app)
+        assert record.reservations[rid].status == HELD
+        assert record.seat.version == 1

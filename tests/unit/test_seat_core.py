@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pytest
@@ -19,12 +20,16 @@ from services.reservation.core import (
     REFUNDED,
     REJECTED,
     SOLD,
+    Output,
     Reservation,
     Seat,
+    SeatRecord,
     decide,
-    evolve_reservation,
-    evolve_seat,
     is_open,
+    prune,
+    record_from_bytes,
+    record_to_bytes,
+    step,
 )
 from services.reservation.ids import payment_id_for
 from shared.events import (
@@ -93,23 +98,26 @@ def refunded(rid: str) -> PaymentRefunded:
 
 @dataclass
 class SeatAgent:
-    """The seat agent's fold without its I/O: one seat, its reservations by id, all decisions."""
+    """The seat agent without its I/O: `step` over one seat's record, every decision kept."""
 
-    seat: Seat = field(default_factory=Seat)
-    reservations: dict[str, Reservation] = field(default_factory=dict)
+    record: SeatRecord = field(default_factory=SeatRecord)
     decided: list[SeatMessage] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)
 
     def send(self, m: SeatMessage, now_ms: int = T0) -> list[SeatMessage]:
-        before = self.reservations.get(m.reservation_id)
-        out = decide(self.seat, before, m, now_ms=now_ms, hold_ms=HOLD_MS)
-        after = before
-        for e in out:
-            self.seat = evolve_seat(self.seat, e)
-            after = evolve_reservation(after, m, e)
-        if after is not None:
-            self.reservations[after.reservation_id] = after
-        self.decided.extend(out)
-        return out
+        stepped = step(self.record, m, now_ms, hold_ms=HOLD_MS, source="t:0", offset=0)
+        self.record = stepped.record
+        self.decided.extend(stepped.decided)
+        self.outputs.extend(stepped.outputs)
+        return list(stepped.decided)
+
+    @property
+    def seat(self) -> Seat:
+        return self.record.seat
+
+    @property
+    def reservations(self) -> Mapping[str, Reservation]:
+        return self.record.reservations
 
     def status(self, rid: str) -> str:
         return self.reservations[rid].status
@@ -638,3 +646,44 @@ class TestARestartedWorkerReadingPaymentsFirst:
             assert confirmed[rid] + refunds[rid] == 1, (rid, confirmed, refunds)
         if restarted.seat.status != AVAILABLE:  # nobody keeps a seat they were refunded for
             assert not refunds[restarted.seat.reservation_id], (restarted.seat, refunds)
+
+
+class TestTheSeatRecord:
+    """What `step` keeps between messages, and what it sends."""
+
+    def test_a_redelivered_cause_publishes_the_same_bytes_again(self) -> None:
+        agent = SeatAgent()
+        agent.send(request("r1"))
+        again = step(agent.record, request("r1"), T0 + 5, hold_ms=HOLD_MS)
+        assert again.decided == () and again.outputs == tuple(agent.outputs)
+
+    def test_outputs_are_dropped_once_their_cause_is_committed(self) -> None:
+        agent = agent_after(request("r1"))
+        assert prune(agent.record, {"t:0": 0}).sent == agent.record.sent  # offset 0 not past
+        pruned = prune(agent.record, {"t:0": 1})
+        assert pruned.sent == {} and pruned.reservations == agent.reservations
+        assert step(pruned, request("r1"), T0, hold_ms=HOLD_MS).outputs == ()
+
+    def test_reports_the_reservation_that_stops_counting_against_the_hold_limit(self) -> None:
+        agent = agent_after(request("r1"))
+        assert step(agent.record, request("r2"), T0, hold_ms=HOLD_MS).closed.status == REJECTED
+        paid = step(agent.record, completed("r1"), T0, hold_ms=HOLD_MS)
+        assert paid.closed is not None and paid.closed.status == CONFIRMED
+        assert step(SeatRecord(), request("r1"), T0, hold_ms=HOLD_MS).closed is None
+
+    @settings(max_examples=150, deadline=None)
+    @given(steps_st, outcomes_st)
+    def test_survives_its_changelog_encoding_unchanged(
+        self, steps: list[tuple[str, int, int]], outcomes: list[bool]
+    ) -> None:
+        record = deliver(steps, outcomes).agent.record
+        assert record_from_bytes(record_to_bytes(record), CONCERT, SEAT_ID) == record
+
+    def test_stays_small_on_a_seat_many_fans_tried(self) -> None:
+        agent = agent_after(request("r0"), completed("r0"))
+        for n in range(1, 200):
+            agent.send(request(f"r{n}"))
+        committed = prune(agent.record, {"t:0": 1})
+        # each lost attempt leaves only its outcome: no outputs, no copies of the seat
+        per_attempt = (len(record_to_bytes(committed)) - 200) / 200
+        assert per_attempt < 120, per_attempt
