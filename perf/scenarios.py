@@ -265,15 +265,27 @@ class Flows:
         self.samples: list[Sample] = []
         self.confirmed: list[str] = []
         self.retried = 0  # 503s answered with Retry-After and retried
+        self.refused = 0  # flows whose reservation was still refused as overloaded at the end
+        # Flows measured from the reservation attempt that was accepted (not the refused tries
+        # before it), and how long each 503 took to come back: what load shedding changes.
+        self.accepted: list[Sample] = []
+        self.refusal_ms: list[float] = []
 
-    async def call(self, method: str, url: str, **kw: Any) -> tuple[int, Any]:
+    async def call(
+        self, method: str, url: str, *, tries: list[float] | None = None, **kw: Any
+    ) -> tuple[int, Any]:
         """One request; a 503 is retried after its Retry-After, as a well-behaved client does
-        (up to 5 times), so backpressure shows up as latency rather than as a lost fan."""
+        (up to 5 times), so backpressure shows up as latency rather than as a lost fan. `tries`
+        gets the start time of every attempt."""
         for _ in range(5):
+            started = time.monotonic()
+            if tries is not None:
+                tries.append(started)
             async with self.http.request(method, url, **kw) as r:
                 if r.status != 503:
                     return r.status, await r.json()
                 pause = float(r.headers.get("Retry-After", "1"))
+            self.refusal_ms.append((time.monotonic() - started) * 1000)
             self.retried += 1
             await asyncio.sleep(pause)
         return 503, {}
@@ -312,26 +324,34 @@ class Flows:
         """One purchase attempt: "confirmed", "rejected" (seat taken or lost) or "error"."""
         r = self.ctx.urls["reservation"]
         started = time.monotonic()
+        tries: list[float] = []
         outcome = "error"
         try:
+            # ?wait_ms: the answer comes once the seat agent has decided, in one request; a
+            # long-poll follows only when it has not (another worker decides, or time is up).
             status, body = await self.call(
                 "POST",
-                f"{r}/v1/reservations",
+                f"{r}/v1/reservations?wait_ms=10000",
                 json={"concert_id": self.concert, "seat_id": seat, "user_id": user},
                 headers={"Queue-Token": token},
+                tries=tries,
             )
-            held = (
-                await self.wait(body["reservation_id"], "pending", token) if status == 202 else ""
-            )
+            if status == 503:
+                self.refused += 1
+            held = body.get("status", "") if status == 202 else ""
+            if held == "pending":
+                held = await self.wait(body["reservation_id"], "pending", token)
             if held == "held":
                 rid = body["reservation_id"]
-                status, _ = await self.call(
+                status, body = await self.call(
                     "POST",
-                    f"{r}/v1/reservations/{rid}/payment",
+                    f"{r}/v1/reservations/{rid}/payment?wait_ms=10000",
                     json={"user_id": user},
                     headers={"Queue-Token": token},
                 )
-                final = await self.wait(rid, "held", token) if status == 202 else ""
+                final = body.get("reservation", {}).get("status", "") if status == 202 else ""
+                if final == "held":
+                    final = await self.wait(rid, "held", token)
                 outcome = "confirmed" if final == "confirmed" else "rejected" if final else "error"
             elif held:
                 outcome = "rejected"
@@ -341,6 +361,9 @@ class Flows:
             self.confirmed.append(seat)
         if record:
             self.record(started, outcome == "confirmed")
+            if outcome != "error" and tries:
+                end = time.monotonic()
+                self.accepted.append(Sample(end - self.ctx.t0, (end - tries[-1]) * 1000, True))
         return outcome
 
     def record(self, started: float, ok: bool) -> None:
@@ -460,6 +483,21 @@ async def reservation_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
             "seats_confirmed_by_flows": len(flows.confirmed),
             "seats_sold_in_seat_map": sold,
             "seats_sold_twice": len(flows.confirmed) - len(set(flows.confirmed)),
+            # Load shedding: 503 + Retry-After answers the driver followed, and flows still
+            # refused after five tries (counted as errors above).
+            "requests_retried_after_503": flows.retried,
+            "flows_refused_overloaded": flows.refused,
+            "refusal_p99_ms": round(percentile(flows.refusal_ms, 99), 1)
+            if flows.refusal_ms
+            else None,
+            **{
+                f"accepted_flow_p99_ms_{name}": round(percentile([x.ms for x in part], 99), 1)
+                for name, part in (
+                    ("fixed", [x for x in flows.accepted if x.t < ramp_start]),
+                    ("ramp", [x for x in flows.accepted if x.t >= ramp_start]),
+                )
+                if part
+            },
         }
 
 

@@ -19,7 +19,6 @@ from services.reservation.ids import ReservationIds
 from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
 from services.reservation.web import create_web_app
-from shared.events import ReservationRequested
 from shared.faust_app import (
     acked_table,
     create_faust_app,
@@ -85,8 +84,7 @@ def create_app(settings: ReservationSettings) -> faust.App:
             async for event, m in decoded_events(stream.noack(), ctx.metrics):
                 with ctx.metrics.handler_latency.labels("seat_agent").time():
                     msg = event.message
-                    if isinstance(m, ReservationRequested):
-                        ctx.pressure.observe(msg.timestamp)
+                    ctx.pressure.observe(msg.timestamp)
                     await ctx.handle(
                         m, done=event.ack, source=f"{msg.topic}:{msg.partition}", offset=msg.offset
                     )

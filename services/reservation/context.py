@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import random
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from services.reservation.catalog import Catalog
 from services.reservation.core import (
@@ -258,20 +259,52 @@ class Outbox:
 
 
 class Pressure:
-    """How saturated this worker is, for load shedding: how long reservation requests wait
-    before the seat agent decides them (an EWMA of the time from the request's record to its
-    decision), and how many reservation requests the HTTP API is handling. Waiting longer in a
-    backlog helps no fan: above either bound, new requests are refused at once."""
+    """How saturated this worker is, for load shedding: how long messages wait before the seat
+    agent decides them (an EWMA of the time from a record to its decision: requests, payment
+    results and expiries alike, since a flow waits on each), and how many reservation requests
+    the HTTP API is handling. Waiting longer in a
+    backlog helps no fan: above either bound, new requests are refused at once.
 
-    def __init__(self, weight: float = 0.05) -> None:
+    The delay is only as fresh as the last decision: once nothing has been decided for `fresh_s`
+    (requests are being refused, or none come), it reads 0, so admission resumes and measures
+    again instead of refusing for good. Refusal is gradual: none at half the bound, then a share
+    growing to all at the bound, so the rate admitted settles near capacity instead of
+    switching between everything and nothing."""
+
+    def __init__(
+        self, weight: float = 0.05, fresh_s: float = 1.0, rng: random.Random | None = None
+    ) -> None:
         self.weight = weight
-        self.delay_ms = 0.0
+        self.fresh_s = fresh_s
+        self.rng = rng or random.Random()
+        self._delay_ms = 0.0
+        self._seen_at = 0.0
         self.in_flight = 0
 
     def observe(self, produced_at_s: float | None) -> None:
         if produced_at_s:
-            delay = max(0.0, time.time() - produced_at_s) * 1000
-            self.delay_ms += self.weight * (delay - self.delay_ms)
+            now = time.time()
+            delay = max(0.0, now - produced_at_s) * 1000
+            if now - self._seen_at >= self.fresh_s:  # the old average says nothing any more
+                self._delay_ms = delay
+            else:
+                self._delay_ms += self.weight * (delay - self._delay_ms)
+            self._seen_at = now
+
+    @property
+    def delay_ms(self) -> float:
+        return self._delay_ms if time.time() - self._seen_at < self.fresh_s else 0.0
+
+    def refusal(self, delay_bound_ms: float, max_in_flight: int) -> str | None:
+        """Why a new request should be refused now, or None to take it."""
+        if self.in_flight >= max_in_flight:
+            return f"{self.in_flight} reservation requests in flight"
+        delay = self.delay_ms
+        if delay_bound_ms and delay > delay_bound_ms / 2:
+            share = min(1.0, (delay - delay_bound_ms / 2) / (delay_bound_ms / 2))
+            if self.rng.random() < share:
+                return f"seat decisions lag {delay:.0f} ms behind"
+        return None
 
     @contextmanager
     def request(self) -> Iterator[None]:
@@ -305,6 +338,16 @@ class Reservations:
 
     def __post_init__(self) -> None:
         self.outbox = Outbox(lambda o: self.send(o), self.store, self.waiters, self.app.crash)
+        Gauge(
+            "reservation_decision_delay_seconds",
+            "Recent time from a seat message's record to its decision (EWMA)",
+            registry=self.registry,
+        ).set_function(lambda: self.pressure.delay_ms / 1000)
+        Gauge(
+            "reservation_requests_in_flight",
+            "Reservation requests being checked and published (not waiting for a decision)",
+            registry=self.registry,
+        ).set_function(lambda: self.pressure.in_flight)
 
     async def publish(self, topic: str, m: Message) -> Any:
         """Send and return the future of the broker's acknowledgement."""

@@ -39,6 +39,7 @@ CTX = web.AppKey("reservations", Reservations)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 MAX_WAIT_MS = 10_000
 MAX_SEATS = 100_000
+SHED_RETRY_AFTER_S = 5
 
 
 class NotFound(ServiceError):
@@ -193,28 +194,30 @@ def _concert_response(concert: Concert, status: int) -> web.Response:
 
 
 def _shed(ctx: Reservations) -> None:
-    """Refuse a new reservation at once while the pipeline is saturated: decisions lag more than
-    RESERVATION_SHED_DELAY_MS, or this process already handles RESERVATION_MAX_IN_FLIGHT."""
-    s, p = ctx.settings, ctx.pressure
-    if s.shed_delay_ms and p.delay_ms > s.shed_delay_ms:
+    """Refuse a new reservation at once while the pipeline is saturated (see `Pressure`)."""
+    reason = ctx.pressure.refusal(ctx.settings.shed_delay_ms, ctx.settings.max_in_flight)
+    if reason:
         ctx.metrics.decisions.labels("ReservationRequested:shed").inc()
-        raise Overloaded(
-            f"seat decisions lag {p.delay_ms / 1000:.1f} s behind: too busy, retry shortly",
-            retry_after_s=max(1, round(p.delay_ms / 1000)),
-        )
-    if p.in_flight >= s.max_in_flight:
-        ctx.metrics.decisions.labels("ReservationRequested:shed").inc()
-        raise Overloaded("too many reservation requests in flight, retry shortly")
+        # Long enough for the backlog to drain; retries coming back at once would only add to it.
+        raise Overloaded(f"{reason}: too busy, retry shortly", retry_after_s=SHED_RETRY_AFTER_S)
 
 
 async def reserve(request: web.Request) -> web.Response:
+    """`?wait_ms=N` answers once the seat agent has decided (held or rejected), within N ms, when
+    this worker decides for the seat: one request instead of a POST and a long-poll."""
     ctx = request.app[CTX]
     _shed(ctx)
     with ctx.pressure.request():
-        return await _reserve(ctx, request)
+        rid, ref = await _reserve(ctx, request)
+    wait_ms = _wait_ms(request)
+    if wait_ms and _decided_here(ctx, ref):
+        return json_response(_view(rid, ref, await _while(ctx, ref, rid, PENDING, wait_ms)), 202)
+    return json_response({"reservation_id": rid, "status": PENDING}, 202)
 
 
-async def _reserve(ctx: Reservations, request: web.Request) -> web.Response:
+async def _reserve(ctx: Reservations, request: web.Request) -> tuple[str, ReservationRef]:
+    """Check, take a hold slot, and publish the request; its id once the log has it."""
+    _wait_ms(request)  # a bad wait_ms is refused before anything is taken
     body = await read_json_object(request)
     concert_id = require_id(body, "concert_id")
     seat_id = require_id(body, "seat_id")
@@ -258,7 +261,7 @@ async def _reserve(ctx: Reservations, request: web.Request) -> web.Response:
         undo=lambda: ctx.store.release_hold(concert_id, user_id, rid),
         reservation_id=rid,
     )
-    return json_response({"reservation_id": rid, "status": PENDING}, 202)
+    return rid, _ref(ctx, rid)
 
 
 def _ref(ctx: Reservations, reservation_id: str) -> ReservationRef:
@@ -321,30 +324,50 @@ async def get_reservation(request: web.Request) -> web.Response:
     _require_owner(ctx, request, ref)
     if (routed := await _elsewhere(request, ref)) is not None:
         return routed
-    raw_wait = request.query.get("wait_ms", "0")
-    if not raw_wait.isdigit() or int(raw_wait) > MAX_WAIT_MS:
-        raise InvalidRequest(f"wait_ms must be an integer from 0 to {MAX_WAIT_MS}", field="wait_ms")
+    wait_ms = _wait_ms(request)
     seen = request.query.get("seen", PENDING)
     if seen not in STATUSES:
         raise InvalidRequest(f"seen must be one of {', '.join(STATUSES)}", field="seen")
+    return json_response(_view(rid, ref, await _while(ctx, ref, rid, seen, wait_ms)))
+
+
+def _wait_ms(request: web.Request) -> int:
+    raw = request.query.get("wait_ms", "0")
+    if not raw.isdigit() or int(raw) > MAX_WAIT_MS:
+        raise InvalidRequest(f"wait_ms must be an integer from 0 to {MAX_WAIT_MS}", field="wait_ms")
+    return int(raw)
+
+
+async def _while(
+    ctx: Reservations, ref: ReservationRef, rid: str, seen: str, wait_ms: int
+) -> Reservation | None:
+    """The reservation once its status is no longer `seen`, or as it is after `wait_ms`."""
     key = seat_key(ref.concert_id, ref.seat_id)
     current = ctx.seats.reservation(key, rid)
-    deadline = asyncio.get_running_loop().time() + int(raw_wait) / 1000
+    deadline = asyncio.get_running_loop().time() + wait_ms / 1000
     while (current.status if current else PENDING) == seen:
         left = deadline - asyncio.get_running_loop().time()
         if left <= 0:
             break
         await ctx.waiters.wait(rid, left)
         current = ctx.seats.reservation(key, rid)
-    return json_response(_view(rid, ref, current))
+    return current
+
+
+def _decided_here(ctx: Reservations, ref: ReservationRef) -> bool:
+    """This worker owns the seat's partition, so it sees the decision as it is made."""
+    return owner_url(ctx.app, seat_key(ref.concert_id, ref.seat_id)) is None
 
 
 async def pay(request: web.Request) -> web.Response:
+    """`?wait_ms=N` also waits, up to N ms, for the payment's outcome on the seat (confirmed,
+    or whatever ended the hold): it is answered as `"reservation"`."""
     ctx = request.app[CTX]
     rid = request.match_info["reservation_id"]
     ref = _ref(ctx, rid)
     if (routed := await _elsewhere(request, ref)) is not None:
         return routed
+    wait_ms = _wait_ms(request)
     body = await read_json_object(request)
     user_id = require_id(body, "user_id")
     if user_id != ref.user_id:
@@ -371,7 +394,10 @@ async def pay(request: web.Request) -> web.Response:
         amount=r.price,
     )
     await _acked(ctx, "payment.requested", message, reservation_id=rid, payment_id=payment_id)
-    return json_response({"payment_id": payment_id, "status": PENDING}, 202)
+    answer: dict[str, Any] = {"payment_id": payment_id, "status": PENDING}
+    if wait_ms:
+        answer["reservation"] = _view(rid, ref, await _while(ctx, ref, rid, HELD, wait_ms))
+    return json_response(answer, 202)
 
 
 def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:

@@ -537,3 +537,31 @@ class TestReservationApi:
         assert [s["seat_id"] for s in rest["seats"]] == ["4", "5", "6", "7"]
         assert rest["next_after"] is None
         assert rest["counts"] == {"available": 6, "held": 1, "sold": 0}
+
+
+class TestLoadShedding:
+    async def test_a_lagging_worker_refuses_new_reservations_at_once_then_takes_them_again(
+        self, tmp_path: Path, redis_url: str, kafka_brokers: str
+    ) -> None:
+        # A 1 ms bound: every decision lags more than that, so the worker counts as saturated
+        # for as long as it keeps deciding, and as caught up once it has not for a second.
+        env = {"RESERVATION_SHED_DELAY_MS": "1", "MAX_HOLDS_PER_USER": "1"}
+        async with pipeline(tmp_path, redis_url, kafka_brokers, **env) as p:
+            concert = await p.create_concert(seats=10)
+            (a, token_a), (b, token_b) = await buyers(p, concert, 2)
+            await p.settled(await reserve_ok(p, token_a, concert, "1", a), {"held"})
+
+            async with p.http.post(
+                p.url("reservation", "/v1/reservations"),
+                json={"concert_id": concert, "seat_id": "2", "user_id": b},
+                headers={"Queue-Token": token_b},
+            ) as refused:
+                body = await refused.json()
+                assert refused.status == 503, body
+                assert body["error"]["code"] == "overloaded"
+                assert int(refused.headers["Retry-After"]) >= 1
+
+            await asyncio.sleep(1.2)  # nothing decided since: the lag reading has lapsed
+            # The refused request took nothing: with one hold slot per user, b still gets one.
+            rid = await reserve_ok(p, token_b, concert, "2", b)
+            assert (await p.settled(rid, {"held", *TERMINAL}))["status"] == "held"
