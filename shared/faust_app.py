@@ -136,22 +136,37 @@ async def decoded_events(stream: Any, metrics: StreamMetrics) -> AsyncIterator[t
     cannot read is counted, logged with its position, acked and skipped (it would never decode
     on retry). On a `stream.noack()` stream the caller acks every event it is given."""
     async for event in stream.events():
-        topic = event.message.topic
-        metrics.consumed.labels(topic).inc()
-        try:
-            message = decode(event.value)
-        except UnknownMessage as exc:
-            metrics.undecodable.labels(topic).inc()
-            log.error(
-                "skipping message at %s[%s]@%s: %s",
-                topic,
-                event.message.partition,
-                event.message.offset,
-                exc,
-            )
+        message = decode_event(event, metrics)
+        if message is None:
             event.ack()
             continue
         yield event, message
+
+
+def decoded_batch(events: list[Any], metrics: StreamMetrics) -> list[tuple[Any, Message]]:
+    """(event, catalog message) of a batch of Faust events (`stream.take_events`, which acks
+    the batch itself), counted per topic; one the catalog cannot read is skipped."""
+    decoded = ((e, decode_event(e, metrics)) for e in events)
+    return [(e, m) for e, m in decoded if m is not None]
+
+
+def decode_event(event: Any, metrics: StreamMetrics) -> Message | None:
+    """The event's catalog message, counted; None (counted and logged with its position) when
+    the catalog cannot read it."""
+    topic = event.message.topic
+    metrics.consumed.labels(topic).inc()
+    try:
+        return decode(event.value)
+    except UnknownMessage as exc:
+        metrics.undecodable.labels(topic).inc()
+        log.error(
+            "skipping message at %s[%s]@%s: %s",
+            topic,
+            event.message.partition,
+            event.message.offset,
+            exc,
+        )
+        return None
 
 
 class HasInfra(Protocol):

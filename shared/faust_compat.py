@@ -19,10 +19,13 @@ resume after a suspension empties them again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from importlib.metadata import version
 from typing import Any
 
+from faust.streams import _current_event
 from mode.utils.queues import FlowControlEvent
 
 # The Faust this file was written against; every internal reached below is checked on it.
@@ -61,3 +64,15 @@ def read_offset(consumer: Any, tp: Any) -> int | None:
     """The offset of the last message this worker read from `tp`, None before the first."""
     read: Mapping[Any, int | None] = getattr(consumer, "_read_offset", {})
     return read.get(tp)
+
+
+@contextmanager
+def writing_for(event: Any) -> Iterator[None]:
+    """Table writes inside this block go to `event`'s partition, as they would inside that
+    event's stream iteration. Faust knows the partition only from the current event, which
+    `stream.take_events` does not set while a batch is handled."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)

@@ -1,7 +1,7 @@
 """The payment gateway port and its simulator.
 
 A real payment provider de-duplicates by idempotency key on its side; the simulator does the
-same with a ledger in Redis (``psp:charge:<key>``, ``psp:refund:<key>``, SET NX), so a
+same with a ledger in Redis (``psp:{charges}:<key>``, ``psp:{refunds}:<key>``, SET NX), so a
 redelivered request returns the first outcome and never charges twice, even across restarts.
 """
 
@@ -11,6 +11,7 @@ import asyncio
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 from shared.redis_client import AnyRedis
 
@@ -29,11 +30,26 @@ class PaymentGateway(ABC):
     async def refund(self, idempotency_key: str, amount: int) -> Outcome: ...
 
 
-class SimulatedGateway(PaymentGateway):
-    """Latency and a failure rate, as configured; outcomes recorded once per idempotency key."""
+# KEYS: the outcome record, the counter of successes; ARGV: outcome, retention s
+# -> the first outcome recorded under this key (this one, if it is the first)
+RECORD_ONCE_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  if ARGV[1] == 'ok' then redis.call('INCR', KEYS[2]) end
+  return ARGV[1]
+end
+return redis.call('GET', KEYS[1])
+"""
+RETENTION_S = 7 * 86400
 
-    CHARGES = "psp:charges"  # how many distinct successful charges were made (for audits)
-    REFUNDS = "psp:refunds"
+
+class SimulatedGateway(PaymentGateway):
+    """Latency and a failure rate, as configured; outcomes recorded once per idempotency key,
+    in one Redis round trip per call."""
+
+    # How many distinct successful charges and refunds were made (for audits). Each outcome
+    # record shares its counter's hash tag, so one script touches one Redis Cluster slot.
+    CHARGES = "psp:{charges}"
+    REFUNDS = "psp:{refunds}"
 
     def __init__(
         self, redis: AnyRedis, *, latency_ms: float, failure_rate: float, seed: int | None = None
@@ -42,21 +58,17 @@ class SimulatedGateway(PaymentGateway):
         self.latency_s = latency_ms / 1000
         self.failure_rate = failure_rate
         self.rng = random.Random(seed)
+        self._record: Any = redis.register_script(RECORD_ONCE_LUA)
 
     async def _once(self, key: str, counter: str, outcome: Outcome) -> Outcome:
         value = "ok" if outcome.ok else f"failed:{outcome.reason}"
-        if await self.redis.set(key, value, nx=True, ex=7 * 86400):
-            if outcome.ok:
-                await self.redis.incr(counter)
-            return outcome
-        first = str(await self.redis.get(key) or "ok")
+        first = str(await self._record(keys=[key, counter], args=[value, RETENTION_S]))
         return Outcome(True) if first == "ok" else Outcome(False, first.split(":", 1)[1])
 
     async def charge(self, idempotency_key: str, amount: int) -> Outcome:
-        key = f"psp:charge:{idempotency_key}"
-        recorded = await self.redis.get(key)
-        if recorded is not None:
-            return await self._once(key, self.CHARGES, Outcome(True))
+        """A repeated key answers the first outcome (after the same latency: the simulator does
+        not look it up first, so a charge costs one round trip)."""
+        key = f"{self.CHARGES}:{idempotency_key}"
         await asyncio.sleep(self.latency_s)
         if self.rng.random() < self.failure_rate:
             return await self._once(key, self.CHARGES, Outcome(False, "card_declined"))
@@ -64,4 +76,4 @@ class SimulatedGateway(PaymentGateway):
 
     async def refund(self, idempotency_key: str, amount: int) -> Outcome:
         await asyncio.sleep(self.latency_s)
-        return await self._once(f"psp:refund:{idempotency_key}", self.REFUNDS, Outcome(True))
+        return await self._once(f"{self.REFUNDS}:{idempotency_key}", self.REFUNDS, Outcome(True))

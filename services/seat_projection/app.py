@@ -13,11 +13,12 @@ import faust
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from services.seat_projection.core import AVAILABLE, HELD, SOLD, Counts, SeatView, apply
+from services.seat_projection.core import AVAILABLE, HELD, SOLD, Counts, SeatView, fold
 from services.seat_projection.settings import ProjectionSettings
 from shared.errors import InvalidRequest, ServiceError
-from shared.events import ConcertCreated, seat_key
-from shared.faust_app import create_faust_app, decoded, raw_topic, track_consumer_lag
+from shared.events import seat_key
+from shared.faust_app import create_faust_app, decoded_batch, raw_topic, track_consumer_lag
+from shared.faust_compat import writing_for
 from shared.faust_web import AiohttpServer, service_app
 from shared.http import json_response
 from shared.ids import ID_RULE, is_valid_id
@@ -25,6 +26,7 @@ from shared.stream_metrics import StreamMetrics
 from shared.topics import changelog_configs, consumed_by
 
 MAX_LIMIT = 1000
+BATCH, BATCH_WITHIN_S = 500, 0.005
 STATUSES = (AVAILABLE, HELD, SOLD)
 
 
@@ -66,35 +68,36 @@ def create_app(settings: ProjectionSettings) -> faust.App:
         "concert_to_counts", default=None, partitions=partitions, extra_topic_configs=changelog
     )
 
+    def seat_of(key: str) -> SeatView:
+        doc = seat_to_status.get(key)
+        return SeatView(*doc) if doc else SeatView()
+
     @app.agent(raw_topic(app, *consumed_by("seat_projection")), name="seat_map", concurrency=1)
     async def seat_map(stream: Any) -> None:
-        async for fact in decoded(stream, metrics):
+        # Batches: a seat or a concert's counts touched by several facts is written once.
+        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             with metrics.handler_latency.labels("seat_map").time():
-                concert_id = str(getattr(fact, "concert_id", ""))
-                counts = _counts(concert_to_counts.get(concert_id))
-                if isinstance(fact, ConcertCreated):
-                    if counts.seats != fact.seats:
+                facts = decoded_batch(events, metrics)
+                changes = fold(
+                    (m for _, m in facts),
+                    seat_of,
+                    lambda concert_id: _counts(concert_to_counts.get(concert_id)),
+                )
+                # Facts are keyed by concert: a concert's writes go to its facts' partition.
+                event_of = {getattr(m, "concert_id", ""): e for e, m in facts}
+                for key, seat in changes.seats.items():
+                    with writing_for(event_of[key.partition("|")[0]]):
+                        seat_to_status[key] = [seat.status, seat.version]
+                    metrics.decisions.labels(seat.status).inc()
+                for concert_id, c in changes.counts.items():
+                    with writing_for(event_of[concert_id]):
                         concert_to_counts[concert_id] = {
-                            "seats": fact.seats,
-                            "held": counts.held,
-                            "sold": counts.sold,
+                            "seats": c.seats,
+                            "held": c.held,
+                            "sold": c.sold,
                         }
-                    continue
-                key = seat_key(concert_id, str(getattr(fact, "seat_id", "")))
-                doc = seat_to_status.get(key)
-                seat = SeatView(*doc) if doc else SeatView()
-                changed = apply(seat, counts, fact)
-                if changed is None:
-                    metrics.decisions.labels("stale_or_duplicate").inc()
-                    continue
-                new_seat, new_counts = changed
-                seat_to_status[key] = [new_seat.status, new_seat.version]
-                concert_to_counts[concert_id] = {
-                    "seats": new_counts.seats,
-                    "held": new_counts.held,
-                    "sold": new_counts.sold,
-                }
-                metrics.decisions.labels(new_seat.status).inc()
+                if changes.ignored:
+                    metrics.decisions.labels("stale_or_duplicate").inc(changes.ignored)
 
     async def seats(request: web.Request) -> web.Response:
         concert_id = request.match_info["concert_id"]

@@ -7,9 +7,18 @@ map already shows is ignored. That also makes redelivered facts harmless.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 
-from shared.events import Message, SeatConfirmed, SeatHeld, SeatReleased
+from shared.events import (
+    ConcertCreated,
+    Message,
+    SeatConfirmed,
+    SeatHeld,
+    SeatMessage,
+    SeatReleased,
+    seat_key,
+)
 
 AVAILABLE, HELD, SOLD = "available", "held", "sold"
 
@@ -53,3 +62,38 @@ def apply(seat: SeatView, counts: Counts, fact: Message) -> tuple[SeatView, Coun
     if new is None or version <= seat.version:
         return None
     return SeatView(new, version), counts.moved(seat.status, new)
+
+
+@dataclass
+class Changes:
+    """What a batch of facts changes: each seat and each concert's counts written once."""
+
+    seats: dict[str, SeatView] = field(default_factory=dict)  # "concert|seat" -> view
+    counts: dict[str, Counts] = field(default_factory=dict)  # concert -> counts
+    ignored: int = 0  # stale or duplicate facts
+
+
+def fold(
+    facts: Iterable[Message],
+    seat_of: Callable[[str], SeatView],
+    counts_of: Callable[[str], Counts],
+) -> Changes:
+    """Fold facts, in order, over the map as `seat_of`/`counts_of` read it."""
+    out = Changes()
+    for fact in facts:
+        if isinstance(fact, ConcertCreated):
+            counts = out.counts.get(fact.concert_id) or counts_of(fact.concert_id)
+            if counts.seats != fact.seats:
+                out.counts[fact.concert_id] = replace(counts, seats=fact.seats)
+            continue
+        if not isinstance(fact, SeatMessage):
+            continue
+        key = seat_key(fact.concert_id, fact.seat_id)
+        seat = out.seats.get(key) or seat_of(key)
+        counts = out.counts.get(fact.concert_id) or counts_of(fact.concert_id)
+        changed = apply(seat, counts, fact)
+        if changed is None:
+            out.ignored += 1
+            continue
+        out.seats[key], out.counts[fact.concert_id] = changed
+    return out

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.embedded import Server
 from infra.processes import free_port, stop
+from services.payment.gateway import SimulatedGateway
 from shared.events import SeatHeld
 from shared.redis_client import create_redis
 from tests.support.kafka import (
@@ -267,7 +268,7 @@ async def _charges(redis_url: str) -> int:
 
     redis = create_redis(redis_url, socket_timeout=1.0, max_connections=2)
     try:
-        return int(await redis.get("psp:charges") or 0)
+        return int(await redis.get(SimulatedGateway.CHARGES) or 0)
     finally:
         await redis.aclose()
 

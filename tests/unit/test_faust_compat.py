@@ -30,3 +30,19 @@ class TestResumingFlowAfterASuspension:
         flow.suspend()  # what Faust does when a rebalance starts
         flow.resume()
         assert queue.qsize() == 0 and flow.is_active()
+
+
+class TestWritingFor:
+    def test_makes_the_event_current_inside_the_block_only(self) -> None:
+        from faust.streams import current_event
+
+        from shared.faust_compat import writing_for
+
+        class Event:  # weak-referenceable stand-in for a Faust event
+            pass
+
+        event = Event()
+        assert current_event() is None
+        with writing_for(event):
+            assert current_event() is event
+        assert current_event() is None

@@ -9,10 +9,12 @@ from services.seat_projection.core import (
     AVAILABLE,
     HELD,
     SOLD,
+    Changes,
     Counts,
     SeatView,
     apply,
 )
+from services.seat_projection.core import fold as fold_batch
 from shared.events import (
     ConcertCreated,
     Message,
@@ -205,3 +207,48 @@ class TestFactsArrivingOutOfOrder:
                 continue
             newest = max(facts, key=lambda f: f.version)
             assert views[seat_id] == SeatView(STATUS_OF[type(newest)], newest.version)
+
+
+def in_batches(facts: list[Message], sizes: list[int]) -> tuple[dict[str, SeatView], Counts]:
+    """The map after folding `facts` batch by batch, each batch written at its end."""
+    seats: dict[str, SeatView] = {}
+    counts: dict[str, Counts] = {}
+    start = 0
+    for size in [*sizes, len(facts)]:
+        batch = facts[start : start + size]
+        start += size
+        out: Changes = fold_batch(
+            batch, lambda k: seats.get(k, SeatView()), lambda c: counts.get(c, Counts())
+        )
+        seats.update(out.seats)
+        counts.update(out.counts)
+    return {k.split("|")[1]: v for k, v in seats.items()}, counts.get(CONCERT, Counts())
+
+
+class TestFoldingABatch:
+    @settings(max_examples=200, deadline=None)
+    @given(history_and_arrival(), st.lists(st.integers(1, 6), max_size=8))
+    def test_ends_where_folding_one_fact_at_a_time_does(
+        self, case: tuple[list[SeatFact], list[SeatFact]], sizes: list[int]
+    ) -> None:
+        _, arrival = case
+        created = ConcertCreated(
+            event_id="concert:c1",
+            occurred_at=utc_iso(T0),
+            concert_id=CONCERT,
+            seats=len(SEATS),
+            price=1,
+        )
+        one_by_one, counts, _ = fold(arrival)
+        views, batched_counts = in_batches([created, *arrival], sizes)
+        assert views == one_by_one
+        assert batched_counts == counts
+
+    def test_writes_a_seat_changed_twice_once(self) -> None:
+        out = fold_batch(
+            [held("s1", 1), confirmed("s1", 2), held("s1", 1)],
+            lambda _: SeatView(),
+            lambda _: Counts(seats=4),
+        )
+        assert out.seats == {f"{CONCERT}|s1": SeatView(SOLD, 2)}
+        assert out.counts == {CONCERT: Counts(seats=4, sold=1)} and out.ignored == 1
