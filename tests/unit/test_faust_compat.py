@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from faust.streams import current_event
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-from shared.faust_compat import keep_queued_messages_on_resume
+from shared.faust_compat import keep_queued_messages_on_resume, writing_for
 
 
 def flow_and_queue() -> tuple[FlowControlEvent, FlowControlQueue[str]]:
@@ -34,10 +35,6 @@ class TestResumingFlowAfterASuspension:
 
 class TestWritingFor:
     def test_makes_the_event_current_inside_the_block_only(self) -> None:
-        from faust.streams import current_event
-
-        from shared.faust_compat import writing_for
-
         class Event:  # weak-referenceable stand-in for a Faust event
             pass
 
