@@ -28,6 +28,7 @@ from infra.processes import free_port
 from infra.stack import ROOT, Stack
 from perf.bench_queue import k6_binary
 from perf.collector import Sampler
+from perf.goals import goal_rows
 from perf.ledger import cpu_ms_per_flow
 from perf.machine import command_version, cores, cpu_model, package_version, python_version
 from perf.results import Collector, Results, Scenario
@@ -251,8 +252,11 @@ def run(names: list[str], smoke: bool) -> int:
 
 
 def add_cpu_per_flow(sc: Scenario, collector: Collector) -> None:
-    """CPU ms per completed flow of each process in the fixed-rate phase (driver apart)."""
-    for phase in sc["phases"][:1]:
+    """CPU ms per completed flow of each process (driver apart) in the steady phase (below
+    saturation, after warm-up) if the scenario has one, else in its first fixed-rate phase."""
+    fixed = [p for p in sc["phases"] if p["kind"] == "fixed"]
+    steady = [p for p in fixed if p["name"].startswith("steady")]
+    for phase in (steady or fixed)[:1]:
         end = phase["started_t"] + phase["duration_s"]
         completed = phase["requests"] - phase["errors"]
         sc["extra"]["cpu_ms_per_flow"] = cpu_ms_per_flow(
@@ -281,6 +285,10 @@ def print_summary(results: Results) -> None:
     for name, values in events.items():
         if values:
             print(f"events/s consumed by {name}: peak {max(values):.0f}")
+    if any(s["name"] in ("queue", "reservation") for s in results["scenarios"]):
+        print("\nhot-path goals (issue 10):")
+        for row in goal_rows(results):
+            print("  " + " | ".join(row))
 
 
 def write_report(results: Results, out: Path) -> None:

@@ -21,6 +21,7 @@ from matplotlib import pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from perf.goals import goal_table
 from perf.results import Collector, Phase, Results, Scenario
 from perf.stats import percentile
 
@@ -688,6 +689,14 @@ def section_comparison(results: Results, rows: Sequence[Row]) -> list[str]:
         "",
         f"Hardware: the reference ran on {REFERENCE_HARDWARE}. "
         f"Ours ran on {our_hardware(results)}.",
+        "",
+        "### Hot-path goals (issue 10)",
+        "",
+        *goal_table(results),
+        "",
+        '"Before" is the landed code the goals were set against; a scenario not run here '
+        'reads "not measured". CPU per flow comes from the reservation scenario\'s steady phase '
+        "(below saturation), counted per complete flow; the load driver is shown apart.",
         "",
     ]
 

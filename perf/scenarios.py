@@ -45,6 +45,8 @@ class Plan:
     queue_ramp_from: int = 300  # iterations/s (3 requests each), low so the maximum is
     queue_ramp_to: int = 2000  # found from below
     queue_ramp_seconds: int = 40
+    flow_steady_rate: int = 150  # below saturation: the CPU per flow is read here
+    flow_steady_seconds: int = 10
     flow_rate: int = 500  # the reference report's target
     flow_seconds: int = 10
     flow_ramp_from: int = 50  # the ramp starts low so the maximum is found from below
@@ -68,8 +70,10 @@ class Plan:
             queue_ramp_from=50,
             queue_ramp_to=300,
             queue_ramp_seconds=5,
-            flow_rate=20,
+            flow_steady_rate=10,
             flow_seconds=4,
+            flow_steady_seconds=3,
+            flow_rate=20,
             flow_ramp_from=10,
             flow_ramp_to=40,
             flow_ramp_seconds=5,
@@ -417,22 +421,24 @@ async def open_loop(
 
 async def reservation_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
     ramp_avg = (plan.flow_ramp_from + plan.flow_ramp_to) / 2
+    n_steady = plan.flow_steady_rate * plan.flow_steady_seconds
     n_fixed = plan.flow_rate * plan.flow_seconds
     n_ramp = int(ramp_avg * plan.flow_ramp_seconds) + 1
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4000)) as http:
-        concert = await create_concert(ctx, http, min(100_000, n_fixed + n_ramp))
+        concert = await create_concert(ctx, http, min(100_000, n_steady + n_fixed + n_ramp))
         flows = Flows(ctx, http, concert)
         ctx.live.label = "admitting"
-        users = await admitted_users(flows, "r", n_fixed + n_ramp)
+        users = await admitted_users(flows, "r", n_steady + n_fixed + n_ramp)
+        steady_users = users[:n_steady]
+        users = users[n_steady:]
         ctx.live.label = f"flows {plan.flow_rate}/s"
-        offsets_before = await end_offsets_by_topic(ctx.brokers)
         fixed_start = ctx.now()
         await open_loop(flows, users[:n_fixed], 1, lambda _: plan.flow_rate, plan.flow_seconds)
         sc["phases"].append(
             phase(
                 f"target {plan.flow_rate} flows/s",
                 "fixed",
-                flows.samples,
+                [x for x in flows.samples if x.t >= fixed_start],
                 started_t=fixed_start,
                 duration_s=ctx.now() - fixed_start,
                 offered_per_s=plan.flow_rate,
@@ -462,19 +468,42 @@ async def reservation_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
         sc["max_sustainable_per_s"] = max_sustainable(
             ramp_samples, ramp_start, ramp_end, p99_limit_ms=p99, error_limit=errors
         )
-        sc["timeseries"] = series(flows.samples, fixed_start, ramp_end)
-        sold = await seat_counts(ctx, http, concert, len(flows.confirmed))
-        completed = sum(1 for sample in flows.samples if sample.ok)
-        records = records_per_flow(
-            offsets_before, await end_offsets_by_topic(ctx.brokers), completed
+        # Steady, below saturation, last: the broker's JIT is warm and the backlog drained. The
+        # CPU ledger and the records per flow are read here.
+        ctx.live.label = f"flows {plan.flow_steady_rate}/s"
+        offsets_before = await end_offsets_by_topic(ctx.brokers)
+        steady_start = ctx.now()
+        await open_loop(
+            flows,
+            steady_users,
+            len(users) + 1,  # the seats after the ramp's
+            lambda _: plan.flow_steady_rate,
+            plan.flow_steady_seconds,
         )
+        steady = [x for x in flows.samples if x.t >= steady_start]
+        sc["phases"].append(
+            phase(
+                f"steady {plan.flow_steady_rate} flows/s",
+                "fixed",
+                steady,
+                started_t=steady_start,
+                duration_s=ctx.now() - steady_start,
+                offered_per_s=plan.flow_steady_rate,
+            )
+        )
+        records = records_per_flow(
+            offsets_before, await end_offsets_by_topic(ctx.brokers), sum(x.ok for x in steady)
+        )
+        sc["timeseries"] = series(flows.samples, fixed_start, ctx.now())
+        sold = await seat_counts(ctx, http, concert, len(flows.confirmed))
         ctx.live.label = "raw aiokafka"
         raw = await raw_ceiling(ctx.brokers, 5000 if plan.smoke else 50_000)
         best = sc["max_sustainable_per_s"]
         per_flow = records.get("total")
         sc["extra"] = {
             "raw_aiokafka_records_per_s": round(raw, 1),
-            # Counted from the brokers' end offsets (changelogs included), per completed flow.
+            # Counted from the brokers' end offsets (changelogs included), per completed flow
+            # of the steady phase.
             "records_per_flow": per_flow,
             "records_per_flow_by_topic": {k: v for k, v in records.items() if k != "total"},
             "max_sustainable_records_over_raw": (
@@ -493,8 +522,8 @@ async def reservation_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
             **{
                 f"accepted_flow_p99_ms_{name}": round(percentile([x.ms for x in part], 99), 1)
                 for name, part in (
-                    ("fixed", [x for x in flows.accepted if x.t < ramp_start]),
-                    ("ramp", [x for x in flows.accepted if x.t >= ramp_start]),
+                    ("fixed", [x for x in flows.accepted if fixed_start <= x.t < ramp_start]),
+                    ("ramp", [x for x in flows.accepted if ramp_start <= x.t < steady_start]),
                 )
                 if part
             },

@@ -16,11 +16,16 @@ from typing import Any, Protocol, TypeVar
 import faust
 import uvloop
 from faust.transport.drivers import TRANSPORTS
-from faust.transport.drivers.aiokafka import Producer, Transport
+from faust.transport.drivers.aiokafka import (
+    AIOKafkaConsumerThread,
+    Consumer,
+    Producer,
+    Transport,
+)
 
 from shared.events import Message, UnknownMessage, decode
 from shared.faust_compat import keep_queued_messages_on_resume, read_offset
-from shared.kafka_compat import pace_fetches
+from shared.kafka_compat import batch_fetches, pace_fetches
 from shared.settings import InfraSettings, SettingsError
 from shared.stream_metrics import StreamMetrics
 from shared.topics import changelog_configs, ensure_topics
@@ -33,16 +38,38 @@ class IdempotentProducer(Producer):
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
-class IdempotentTransport(Transport):
+# fetch.min.bytes / fetch.max.wait.ms of this process's Faust consumer (one app per process),
+# set by `create_faust_app` from the settings; Faust passes neither to aiokafka.
+FETCH = {"min_bytes": 1, "max_wait_ms": 500}
+
+
+class BatchingConsumerThread(AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        batch_fetches(consumer, min_bytes=FETCH["min_bytes"], max_wait_ms=FETCH["max_wait_ms"])
+        return consumer
+
+
+class BatchingConsumer(Consumer):
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return BatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class BatchingTransport(Transport):
+    Consumer = BatchingConsumer
+
+
+class IdempotentTransport(BatchingTransport):
     Producer = IdempotentProducer
 
 
 log = logging.getLogger(__name__)
+TRANSPORTS.aliases["kafka+batching"] = "shared.faust_app:BatchingTransport"
 TRANSPORTS.aliases["kafka+idempotent"] = "shared.faust_app:IdempotentTransport"
 
 
 def broker_urls(infra: InfraSettings) -> list[str]:
-    scheme = "kafka+idempotent" if infra.kafka_idempotent else "kafka"
+    scheme = "kafka+idempotent" if infra.kafka_idempotent else "kafka+batching"
     brokers = infra.kafka_brokers or "127.0.0.1:9092"
     return [f"{scheme}://{b.strip()}" for b in brokers.split(",") if b.strip()]
 
@@ -52,6 +79,7 @@ def create_faust_app(
 ) -> faust.App:
     datadir.mkdir(parents=True, exist_ok=True)
     pace_fetches(infra.fetch_pacing_ms)
+    FETCH.update(min_bytes=infra.kafka_fetch_min_bytes, max_wait_ms=infra.kafka_fetch_max_wait_ms)
     keep_queued_messages_on_resume()
     return faust.App(
         app_id,

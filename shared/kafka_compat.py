@@ -38,3 +38,13 @@ def pace_fetches(min_interval_ms: float) -> None:
     _state["min_interval_s"] = min_interval_ms / 1000
     if min_interval_ms > 0:
         Fetcher._proc_fetch_request = _paced
+
+
+def batch_fetches(consumer: Any, *, min_bytes: int, max_wait_ms: int) -> None:
+    """Set a not yet started aiokafka consumer's fetch.min.bytes and fetch.max.wait.ms, for
+    consumers built by code that does not pass them (Faust's). aiokafka reads both when
+    `start()` builds its fetcher."""
+    if not hasattr(consumer, "_fetch_min_bytes") or not hasattr(consumer, "_fetch_max_wait_ms"):
+        raise RuntimeError("aiokafka changed: shared/kafka_compat.batch_fetches needs a look")
+    consumer._fetch_min_bytes = min_bytes
+    consumer._fetch_max_wait_ms = max_wait_ms

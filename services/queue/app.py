@@ -224,6 +224,8 @@ def create_app(settings: QueueSettings) -> web.Application:
                 metrics,
                 session_timeout_s=infra.kafka_session_timeout_s,
                 fetch_min_interval_ms=infra.fetch_pacing_ms,
+                fetch_min_bytes=infra.kafka_fetch_min_bytes,
+                fetch_max_wait_ms=infra.kafka_fetch_max_wait_ms,
             )
             confirmations = asyncio.create_task(consumer.run(), name="confirmations")
         yield

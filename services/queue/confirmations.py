@@ -35,6 +35,8 @@ class Confirmations:
         *,
         session_timeout_s: float,
         fetch_min_interval_ms: float,
+        fetch_min_bytes: int,
+        fetch_max_wait_ms: int,
     ) -> None:
         pace_fetches(fetch_min_interval_ms)
         self.store = store
@@ -45,6 +47,8 @@ class Confirmations:
             group_id=GROUP,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_min_bytes=fetch_min_bytes,
+            fetch_max_wait_ms=fetch_max_wait_ms,
             session_timeout_ms=int(session_timeout_s * 1000),
             heartbeat_interval_ms=max(100, int(session_timeout_s * 1000 / 10)),
         )
