@@ -32,6 +32,7 @@ from shared.identity import mint
 
 QUEUE_SCRIPT = Path(__file__).parent / "k6" / "queue.js"
 QUEUE_CRITERION = (100.0, 0.001)  # p99 ms, error share: the "maximum sustainable"
+MAX_SEATS = 100_000  # per concert (POST /v1/concerts)
 FLOW_CRITERION = (1000.0, 0.001)
 
 
@@ -425,7 +426,7 @@ async def reservation_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
     n_fixed = plan.flow_rate * plan.flow_seconds
     n_ramp = int(ramp_avg * plan.flow_ramp_seconds) + 1
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4000)) as http:
-        concert = await create_concert(ctx, http, min(100_000, n_steady + n_fixed + n_ramp))
+        concert = await create_concert(ctx, http, min(MAX_SEATS, n_steady + n_fixed + n_ramp))
         flows = Flows(ctx, http, concert)
         ctx.live.label = "admitting"
         users = await admitted_users(flows, "r", n_steady + n_fixed + n_ramp)
@@ -652,30 +653,37 @@ def spike_scenario(ctx: Context, plan: Plan) -> Scenario:
 async def soak_async(ctx: Context, plan: Plan, rate: float, sc: Scenario) -> None:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4000)) as http:
         n = int(rate * plan.soak_seconds) + 1
-        concert = await create_concert(ctx, http, min(100_000, n))
-        flows = Flows(ctx, http, concert)
+        # A concert has at most MAX_SEATS seats: a long soak sells out several, one after the
+        # other, as an on-sale with several shows would.
+        sizes = [min(MAX_SEATS, n - i) for i in range(0, n, MAX_SEATS)]
         ctx.live.label = "admitting"
-        users = await admitted_users(flows, "k", n)
+        parts = []
+        for k, size in enumerate(sizes):
+            flows = Flows(ctx, http, await create_concert(ctx, http, size))
+            parts.append((flows, await admitted_users(flows, f"k{k}-", size)))
         ctx.live.label = f"soak {rate:.0f}/s"
         start = ctx.now()
-        await open_loop(flows, users, 1, lambda _: rate, plan.soak_seconds)
+        for flows, users in parts:  # each part ends when its users have all started
+            await open_loop(flows, users, 1, lambda _: rate, plan.soak_seconds)
         end = ctx.now()
+        samples = sorted((x for flows, _ in parts for x in flows.samples), key=lambda x: x.t)
         sc["phases"].append(
             phase(
                 f"soak {rate:.0f} flows/s for {plan.soak_seconds} s",
                 "soak",
-                flows.samples,
+                samples,
                 started_t=start,
                 duration_s=end - start,
                 offered_per_s=rate,
             )
         )
-        sc["timeseries"] = series(flows.samples, start, end)
+        sc["timeseries"] = series(samples, start, end)
         span = max(1.0, min(60.0, (end - start) / 5))
-        first = [s.ms for s in flows.samples if s.t < start + span]
-        last = [s.ms for s in flows.samples if s.t >= end - span]
+        first = [x.ms for x in samples if x.t < start + span]
+        last = [x.ms for x in samples if x.t >= end - span]
         sc["extra"] = {
             "window_s": span,
+            "concerts": len(parts),
             "p99_first_window_ms": percentile(first, 99),
             "p99_last_window_ms": percentile(last, 99),
         }
