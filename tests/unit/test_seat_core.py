@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -678,6 +679,20 @@ class TestTheSeatRecord:
     ) -> None:
         record = deliver(steps, outcomes).agent.record
         assert record_from_bytes(record_to_bytes(record), CONCERT, SEAT_ID) == record
+
+    def test_takes_about_its_own_length_in_memory(self) -> None:
+        # Every seat's record stays in memory for as long as the seat: it must not keep the
+        # encoder's whole output buffer.
+        record = agent_after(request("r1"), completed("r1")).record
+        length = len(record_to_bytes(record))
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            kept = [record_to_bytes(record) for _ in range(200)]
+            per_record = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+        finally:
+            tracemalloc.stop()
+        assert per_record < length + 200, (per_record, length)
 
     def test_stays_small_on_a_seat_many_fans_tried(self) -> None:
         agent = agent_after(request("r0"), completed("r0"))
