@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue bench-queue-workers bench-reservation perf perf-queue perf-reservation perf-spike perf-soak perf-idle perf-smoke clean
+.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue bench-queue-workers bench-reservation perf perf-queue perf-reservation perf-spike perf-soak perf-idle perf-smoke chaos chaos-smoke clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@touch $@
 
 # Debian packages the embedded stack needs, by the command that shows each is there.
-APT_NEEDS := redis-server:redis-server java:openjdk-17-jre-headless mvn:maven
+APT_NEEDS := redis-server:redis-server redis-sentinel:redis-sentinel java:openjdk-17-jre-headless mvn:maven
 
 deps: $(VENV)/.installed ## Virtualenv (pinned deps); redis-server, Java and Maven if missing; Kafka
 	@missing=$$(for need in $(APT_NEEDS); do command -v $${need%%:*} >/dev/null || echo $${need#*:}; done); \
@@ -32,7 +32,7 @@ run: deps ## Start Redis, Kafka (KAFKA_CLUSTER=3: three nodes) and every service
 	$(PY) -m infra.run
 
 test: deps lint ## Lint, then the whole suite: unit, integration and e2e against real servers
-	$(PYTEST) tests
+	$(PYTEST) tests --ignore=tests/chaos
 
 test-unit: deps ## Unit tests only (no servers)
 	$(PYTEST) tests/unit
@@ -80,6 +80,12 @@ perf-idle: deps ## Idle CPU of every process of the stack (goal: a Faust worker 
 perf-smoke: deps ## Every scenario at tiny rates (~1 min): the harness works, the report is sane
 	$(PY) -m perf.harness --smoke all
 	$(PY) -m perf.check_report perf/reports/latest-smoke
+
+chaos: deps ## The failure matrix at full size (~15 min): figures in perf/reports/<ts>-chaos/
+	$(PY) -m perf.chaos
+
+chaos-smoke: deps ## Every failure case at smoke size, as tests (~8 min; CI runs it)
+	$(PYTEST) tests/chaos
 
 clean: ## Remove the virtualenv, the Kafka download, caches and run data
 	rm -rf $(VENV) .run .cache .mypy_cache .ruff_cache .pytest_cache

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -62,8 +62,11 @@ def redis_server_binary() -> str:
     return path
 
 
-def start_redis(workdir: Path, port: int | None = None) -> Server:
-    """Debian's redis-server on loopback, persisted with an append-only file (fsync each second)."""
+def start_redis(
+    workdir: Path, port: int | None = None, extra_args: Sequence[str] = (), name: str = "redis"
+) -> Server:
+    """Debian's redis-server on loopback, persisted with an append-only file (fsync each second);
+    `extra_args` adds settings (a replica's --replicaof, a password)."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -86,15 +89,16 @@ def start_redis(workdir: Path, port: int | None = None) -> Server:
         "1gb",
         "--maxmemory-policy",
         "noeviction",
+        *extra_args,
     ]
-    log = workdir / "redis.log"
-    server = Server("redis", port, spawn(argv, log=log), log, argv)
+    return start_server(name, port, argv, workdir / "redis.log")
+
+
+def start_server(name: str, port: int, argv: list[str], log: Path) -> Server:
+    """Spawn `argv` and wait until it accepts connections on `port`."""
+    server = Server(name, port, spawn(argv, log=log), log, argv)
     wait_until(
-        lambda: port_open(port),
-        timeout=READY_TIMEOUT_S,
-        what="redis-server",
-        proc=server.proc,
-        log=log,
+        lambda: port_open(port), timeout=READY_TIMEOUT_S, what=name, proc=server.proc, log=log
     )
     return server
 
@@ -144,14 +148,4 @@ def start_noida(workdir: Path, port: int | None = None) -> Server:
     port = port or free_port()
     data_dir = workdir / "noida-data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = noida_argv(port, data_dir)
-    log = workdir / "noida.log"
-    server = Server("broker (noida)", port, spawn(argv, log=log), log, argv)
-    wait_until(
-        lambda: port_open(port),
-        timeout=READY_TIMEOUT_S,
-        what=server.name,
-        proc=server.proc,
-        log=log,
-    )
-    return server
+    return start_server("broker (noida)", port, noida_argv(port, data_dir), workdir / "noida.log")

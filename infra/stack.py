@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.embedded import Server, bootstrap, start_brokers, start_redis
-from infra.processes import port_open, spawn, stop, stop_all, wait_until
+from infra.processes import port_open, spawn, stop_all, wait_until
 from shared.settings import Env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,10 +116,9 @@ class Stack:
         return service
 
     def stop(self) -> None:
-        """Services first (they drain), then the broker and Redis."""
-        for service in reversed(self.services):
-            for proc in service.procs:
-                stop(proc)
+        """Services first, together (each drains for SHUTDOWN_DRAIN_S), then the broker and
+        Redis."""
+        stop_all([proc for service in self.services for proc in service.procs], timeout=20)
         self.services.clear()
         # Together: a cluster node stopped alone waits for a quorum its peers may have left.
         stop_all([server.proc for server in self.servers])

@@ -45,10 +45,12 @@ class Watched:
 class Supervisor:
     """Polls every process of a stack; restarts each one that exited, after its backoff."""
 
-    def __init__(self, stack: Stack, say: Callable[[str], None]) -> None:
+    def __init__(self, stack: Stack, say: Callable[[str], None], *, servers: bool = True) -> None:
+        """`servers=False` watches the services only (a test that stops a server itself)."""
         self.say = say
         now = time.monotonic()
-        self.watched = [self._server(s) for s in stack.servers] + [
+        watched_servers = stack.servers if servers else []
+        self.watched = [self._server(s) for s in watched_servers] + [
             self._worker(s, i) for s in stack.services for i in range(len(s.procs))
         ]
         for w in self.watched:

@@ -292,9 +292,9 @@ def print_summary(results: Results) -> None:
 
 
 def write_report(results: Results, out: Path) -> None:
-    from perf.report import build_report
+    from perf.report import build_report, latest_chaos
 
-    report = build_report(results, out)
+    report = build_report(results, out, latest_chaos())
     latest = REPORTS / ("latest-smoke" if results["smoke"] else "latest")
     if latest.is_symlink() or latest.exists():
         latest.unlink()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import matplotlib
 
@@ -21,6 +21,7 @@ from matplotlib import pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from perf.chaos.report import failure_section
 from perf.goals import goal_table
 from perf.results import Collector, Phase, Results, Scenario
 from perf.stats import percentile
@@ -50,18 +51,6 @@ SYSTEMS = (
     "publishing completed, failed and refunded payments.",
     "Seat map (`services/seat_projection/`): Faust worker folding seat facts into the read "
     "model behind the seat-map API.",
-)
-FAILURE_CASES = (
-    "The project tests these failure behaviours against real Redis and a real broker: Redis "
-    "stopped, where the queue answers 503 with Retry-After and recovers once Redis is back "
-    "(`tests/integration/test_queue_service.py`); a reservation worker killed with SIGKILL, "
-    "which recovers its seats from the changelog; payment failures, whose seats are released "
-    "and can be bought again; an unpaid hold that expires, with the late payment refunded; and "
-    "replaying every event of a sale, which changes nothing "
-    "(`tests/integration/test_pipeline.py`); and on a three-node Kafka cluster (replication 3, "
-    "min.insync.replicas 2), a partition leader killed with SIGKILL under a steady flow, and two "
-    "of the three nodes down, where requests get 503 with Retry-After and everything drains once "
-    "they return (`tests/integration/test_kafka_cluster.py`)."
 )
 REFERENCE_HARDWARE = (
     "two application servers with 4 cores and 8 GB RAM each, a 3-node Redis cluster and 3 Kafka "
@@ -566,8 +555,18 @@ def section_bottleneck(results: Results, plots: Mapping[str, str]) -> list[str]:
     return lines + image(plots, "lag", "consumer lag over the run")
 
 
-def section_failures() -> list[str]:
-    return ["## 7. Failure cases", "", FAILURE_CASES, ""]
+def section_failures(chaos: Mapping[str, Any] | None) -> list[str]:
+    """The failure matrix's figures, from the latest `make chaos` run (reports/latest-chaos)."""
+    if chaos is None:
+        return [
+            "## 7. Failure cases",
+            "",
+            "No `make chaos` run is on record in perf/reports/latest-chaos: run `make chaos` for "
+            "the failure matrix's figures (Redis, Sentinel and Kafka faults, SIGKILL and SIGTERM "
+            "of each service).",
+            "",
+        ]
+    return failure_section(chaos)
 
 
 # ---------------------------------------------------------------- comparison
@@ -723,7 +722,9 @@ def section_conclusions(results: Results, rows: Sequence[Row]) -> list[str]:
 # ---------------------------------------------------------------- entry points
 
 
-def render(results: Results, plots: Mapping[str, str]) -> str:
+def render(
+    results: Results, plots: Mapping[str, str], chaos: Mapping[str, Any] | None = None
+) -> str:
     rows = queue_rows(results) + reservation_rows(results)
     sections = [
         header(results),
@@ -733,20 +734,29 @@ def render(results: Results, plots: Mapping[str, str]) -> str:
         section_environment(results),
         section_results(results, plots),
         section_bottleneck(results, plots),
-        section_failures(),
+        section_failures(chaos),
         section_comparison(results, rows),
         section_conclusions(results, rows),
     ]
     return "\n".join(line for lines in sections for line in lines)
 
 
-def build_report(results: Results, out_dir: Path) -> Path:
-    """Writes out_dir/report.md and its PNG plots; returns the report's path."""
+def build_report(results: Results, out_dir: Path, chaos: Mapping[str, Any] | None = None) -> Path:
+    """Writes out_dir/report.md and its PNG plots, with the failure matrix's figures `chaos`
+    (`latest_chaos()`) when there are some; returns the report's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = make_plots(results, out_dir)
     path = out_dir / "report.md"
-    path.write_text(render(results, plots), encoding="utf-8")
+    path.write_text(render(results, plots, chaos), encoding="utf-8")
     return path
+
+
+def latest_chaos() -> dict[str, Any] | None:
+    """The figures of the latest full `make chaos` run, if there is one."""
+    path = Path(__file__).resolve().parent / "reports" / "latest-chaos" / "chaos.json"
+    if not path.exists():
+        return None
+    return cast(dict[str, Any], json.loads(path.read_text(encoding="utf-8")))
 
 
 def load_results(path: Path) -> Results:
@@ -757,7 +767,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("results", type=Path, help="results.json written by perf.harness")
     args = parser.parse_args(argv)
-    print(build_report(load_results(args.results), args.results.parent))
+    print(build_report(load_results(args.results), args.results.parent, latest_chaos()))
     return 0
 
 

@@ -379,11 +379,18 @@ class Flows:
 
 
 async def create_concert(ctx: Context, http: aiohttp.ClientSession, seats: int) -> str:
-    concert = f"perf-{uuid.uuid4().hex[:8]}"
+    return await post_concert(http, ctx.urls["reservation"], ctx.admin_token, seats, "perf")
+
+
+async def post_concert(
+    http: aiohttp.ClientSession, reservation_url: str, admin_token: str, seats: int, prefix: str
+) -> str:
+    """A new concert of `seats` seats (admin API), with a fresh id starting with `prefix`."""
+    concert = f"{prefix}-{uuid.uuid4().hex[:8]}"
     async with http.post(
-        ctx.urls["reservation"] + "/v1/concerts",
+        reservation_url + "/v1/concerts",
         json={"concert_id": concert, "seats": seats, "price": 100},
-        headers={"Authorization": f"Bearer {ctx.admin_token}"},
+        headers={"Authorization": f"Bearer {admin_token}"},
     ) as r:
         if r.status != 201:
             raise RuntimeError(f"create concert: {r.status} {await r.text()}")
@@ -535,7 +542,7 @@ async def seat_counts(
     ctx: Context, http: aiohttp.ClientSession, concert: str, expect_sold: int
 ) -> int:
     """Sold seats in the (eventually consistent) seat map, waiting up to 10 s to catch up."""
-    url = ctx.urls["seat_projection"] + f"/v1/concerts/{concert}/seats?limit=0"
+    url = ctx.urls["seat_projection"] + f"/v1/concerts/{concert}/seats?limit=1"
     deadline = time.monotonic() + 10
     while True:
         async with http.get(url) as r:

@@ -23,6 +23,19 @@ class InvalidRequest(ServiceError):
     code = "invalid_request"
 
 
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ServiceError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message, headers={"Allow": allow})
+
+
 class RateLimited(ServiceError):
     status = 429
     code = "rate_limited"
@@ -45,3 +58,13 @@ class Overloaded(Unavailable):
     """Saturated: new work is refused at once instead of waiting in a backlog."""
 
     code = "overloaded"
+
+
+class StoreFull(Unavailable):
+    """Redis is at its memory limit (policy noeviction): new work is refused, nothing that was
+    accepted is evicted. Retried later, after expiries and completions free memory."""
+
+    code = "store_full"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after_s=5)

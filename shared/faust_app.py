@@ -26,7 +26,7 @@ from faust.transport.drivers.aiokafka import (
 from shared.events import Message, UnknownMessage, decode
 from shared.faust_compat import keep_queued_messages_on_resume, read_offset
 from shared.kafka_compat import batch_fetches, pace_fetches
-from shared.settings import InfraSettings, SettingsError
+from shared.settings import InfraSettings, SettingsError, describe
 from shared.stream_metrics import StreamMetrics
 from shared.topics import changelog_configs, ensure_topics
 
@@ -217,6 +217,7 @@ def faust_main(
     except SettingsError as exc:
         print(f"{name}: bad setting: {exc}", file=sys.stderr)
         return 2
+    print(f"{name}: starting with {describe(settings)}", file=sys.stderr, flush=True)
     return run_worker(create_app(settings), settings.infra)
 
 

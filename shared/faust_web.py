@@ -14,8 +14,10 @@ from aiohttp import web
 from mode import Service
 from prometheus_client import CollectorRegistry
 
+from shared.aiohttp_compat import json_protocol_errors
 from shared.http import MAX_BODY_BYTES, error_middleware, json_response
 from shared.metrics import HttpMetrics
+from shared.serving import DRAIN, SHUTDOWN_TIMEOUT_S, Drain
 
 
 class AiohttpServer(Service):
@@ -30,23 +32,30 @@ class AiohttpServer(Service):
         return f"http://{self.host}:{self.port}"
 
     async def on_start(self) -> None:
-        self._runner = web.AppRunner(self.web_app, access_log=None, shutdown_timeout=5)
+        self._runner = web.AppRunner(
+            self.web_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.log.info("serving on %s", self.get_web_url())
 
     async def on_stop(self) -> None:
+        """Faust calls this on SIGTERM: drain (shared/serving.py), then stop serving."""
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self.web_app[DRAIN].run_down(self._runner)
             self._runner = None
 
 
 Probe = Callable[[], Awaitable[object]]
 
 
-def service_app(registry: CollectorRegistry, ready: Probe | None = None) -> web.Application:
+def service_app(
+    registry: CollectorRegistry, *, drain_s: float, ready: Probe | None = None
+) -> web.Application:
     """An aiohttp app with the project's middlewares, /healthz, /readyz and /metrics; a Faust
-    worker serves it only after recovery, so /readyz also checks `ready` (e.g. a Redis ping)."""
+    worker serves it only after recovery, so /readyz also checks `ready` (e.g. a Redis ping),
+    and that it is not draining (app[DRAIN], `drain_s` long on SIGTERM)."""
+    json_protocol_errors()
     http_metrics = HttpMetrics(registry)
     app = web.Application(
         middlewares=[http_metrics.middleware, error_middleware], client_max_size=MAX_BODY_BYTES
@@ -55,7 +64,10 @@ def service_app(registry: CollectorRegistry, ready: Probe | None = None) -> web.
     async def healthz(request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
 
+    app[DRAIN] = Drain(drain_s)
+
     async def readyz(request: web.Request) -> web.Response:
+        app[DRAIN].check()
         if ready is not None:
             await ready()
         return json_response({"status": "ready"})

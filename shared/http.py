@@ -59,6 +59,17 @@ def require_id(body: dict[str, Any], field: str) -> str:
     return str(value)
 
 
+def query_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:
+    """A query parameter of ASCII digits from `low` to `high` (str.isdigit would also take "²"
+    or Arabic-Indic digits, which int() rejects or reads as numbers)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
+        raise InvalidRequest(f"{name} must be an integer from {low} to {high}", field=name)
+    return int(raw)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as the JSON error envelope; no traceback ever reaches a client."""

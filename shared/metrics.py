@@ -14,6 +14,7 @@ from prometheus_client import (
 )
 
 from shared.http import Handler
+from shared.redis_client import OUT_OF_MEMORY
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -21,6 +22,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class HttpMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        registry.register(OUT_OF_MEMORY)  # process-wide, shown by every service
         self.requests = Counter(
             "http_requests_total",
             "HTTP requests by route and status",

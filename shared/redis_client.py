@@ -9,15 +9,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 from urllib.parse import unquote
 
+from prometheus_client import Counter
 from redis import exceptions as rexc
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
+
+from shared.errors import StoreFull, Unavailable
+
+log = logging.getLogger(__name__)
 
 # Errors that mean "Redis is not reachable or not serving right now": callers answer 503.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
@@ -34,6 +41,34 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 AnyRedis = Redis | RedisCluster
+
+# Process-wide: every service's /metrics registers it (shared.metrics.HttpMetrics).
+OUT_OF_MEMORY = Counter(
+    "redis_out_of_memory_total",
+    "Redis writes refused at its memory limit (answered 503 store_full)",
+    registry=None,
+)
+_oom_logged = {"at": 0.0, "since": 0}
+OOM_LOG_EVERY_S = 10.0
+
+
+def unavailable(exc: Exception, what: str) -> Unavailable:
+    """The 503 for a failed Redis call (one of UNAVAILABLE_ERRORS). At the memory limit it is a
+    `store_full`, counted and logged (at most once per OOM_LOG_EVERY_S, with the count)."""
+    if not isinstance(exc, rexc.OutOfMemoryError):
+        return Unavailable(f"{what} is unavailable, retry shortly")
+    OUT_OF_MEMORY.inc()
+    _oom_logged["since"] += 1
+    now = time.monotonic()
+    if now - _oom_logged["at"] >= OOM_LOG_EVERY_S:
+        log.warning(
+            "Redis is at its maxmemory: %d write(s) refused with 503 store_full since the last "
+            "report (%s)",
+            _oom_logged["since"],
+            what,
+        )
+        _oom_logged.update(at=now, since=0)
+    return StoreFull(f"{what} is full (Redis at its memory limit), retry later")
 
 
 def _split(url: str, scheme: str) -> tuple[str | None, list[tuple[str, int]], list[str]]:
@@ -64,8 +99,15 @@ def create_redis(url: str, *, socket_timeout: float, max_connections: int) -> An
         password, nodes, path = _split(url, "redis+sentinel")
         if not path:
             raise ValueError("REDIS_URL for Sentinel needs the service name: .../mymaster")
+        # The password goes to the sentinels too (sentinel_kwargs), not only to the primary.
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            nodes, socket_timeout=socket_timeout, password=password
+            nodes,
+            sentinel_kwargs={
+                "password": password,
+                "socket_timeout": socket_timeout,
+                "socket_connect_timeout": socket_timeout,
+            },
+            password=password,
         )
         db = int(path[1]) if len(path) > 1 else 0
         master: Redis = sentinel.master_for(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from typing import TypeVar
 
 ENVIRONMENTS = ("dev", "test", "prod")
@@ -114,6 +114,7 @@ class InfraSettings:
     kafka_static_membership: bool
     kafka_fetch_min_bytes: int
     kafka_fetch_max_wait_ms: int
+    shutdown_drain_s: float
 
     @property
     def static_membership(self) -> bool:
@@ -178,6 +179,9 @@ class InfraSettings:
             kafka_fetch_max_wait_ms=e.integer(
                 "KAFKA_FETCH_MAX_WAIT_MS", 20, minimum=0, maximum=30_000
             ),
+            # On SIGTERM: readiness off and long-polls answered at once, then this long serving
+            # before the listener closes (shared/serving.py).
+            shutdown_drain_s=e.number("SHUTDOWN_DRAIN_S", 2.0, minimum=0.0, maximum=120.0),
         )
 
 
@@ -193,12 +197,34 @@ def token_secret(e: Env, env_name: str, var: str = "QUEUE_TOKEN_SECRET") -> byte
     return raw.encode()
 
 
+SECRET_FIELD_WORDS = ("secret", "password", "token")
+
+
+def mask_url(url: str) -> str:
+    """A URL with the password of its user info replaced by *** (redis://:pw@host -> :***@)."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return url
+    userinfo, host = netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
+
+
 def describe(settings: object) -> dict[str, object]:
-    """Settings as a dict for logs, with secrets masked."""
+    """Settings as a dict for logs: secrets masked, passwords inside URLs too, nested settings
+    described the same way."""
     out: dict[str, object] = {}
     for f in fields(settings):  # type: ignore[arg-type]
         value = getattr(settings, f.name)
-        out[f.name] = "***" if "secret" in f.name else value
+        if any(word in f.name for word in SECRET_FIELD_WORDS):
+            out[f.name] = "***"
+        elif is_dataclass(value) and not isinstance(value, type):
+            out[f.name] = describe(value)
+        elif isinstance(value, str) and "://" in value:
+            out[f.name] = mask_url(value)
+        else:
+            out[f.name] = value
     return out
 
 

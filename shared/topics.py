@@ -243,3 +243,30 @@ async def partitions_of(bootstrap: str, *topics: str) -> list[Any]:
         if not d.get("error_code")
         for p in d.get("partitions") or ()
     )
+
+
+async def topic_log(bootstrap: str, topic: str) -> list[Any]:
+    """Every catalog message (shared.events) ever published on `topic`, read from its start to
+    its end as a downstream consumer would: no group, nothing committed."""
+    from aiokafka import AIOKafkaConsumer
+
+    from shared.events import decode
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = await partitions_of(bootstrap, topic)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        messages: list[Any] = []
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end[tp] for tp in tps])
+
+        while await behind():
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                messages.extend(decode(record.value or b"") for record in records)
+        return messages
+    finally:
+        await consumer.stop()

@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import ServiceError, Unavailable
-from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis
+from shared.errors import ServiceError
+from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis, unavailable
 from shared.tokens import InvalidToken, TokenClaims, TokenCodec
 
 CONCERTS_KEY = "q:concerts"
@@ -55,6 +55,12 @@ def queue_keys(concert_id: str) -> list[str]:
     p = f"q:{{{concert_id}}}:"
     return [p + "seq", p + "users", p + "wait", p + "hb", p + "active", p + "gate"]
 
+
+# The first line of the scripts that keep working at Redis's memory limit (policy noeviction):
+# token checks and renewals, admission, expiry and completion only update, move or delete what
+# exists (a reservation's hold slot adds a few bytes, at most MAX_HOLDS_PER_USER per fan), so fans
+# already in line or admitted carry on while new entries, which grow memory, get 503 store_full.
+ALLOW_OOM = "#!lua flags=allow-oom\n"
 
 # Shared Lua prelude. KEYS: 1 seq, 2 users, 3 wait, 4 hb, 5 active, 6 gate.
 LUA_PRELUDE = """
@@ -119,7 +125,8 @@ end
 
 # ARGV: user, ticket, active_ttl_ms, heartbeat_ms, renew (1/0)
 TOUCH_LUA = (
-    LUA_PRELUDE
+    ALLOW_OOM
+    + LUA_PRELUDE
     + TOUCH_FN
     + """
 return touch(ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
@@ -195,8 +202,8 @@ class WaitingRoom:
             r = await self._touch(
                 keys=queue_keys(claims.concert_id), args=self.touch_args(claims, renew=renew)
             )
-        except UNAVAILABLE_ERRORS:
-            raise Unavailable("the waiting room is unavailable, retry shortly") from None
+        except UNAVAILABLE_ERRORS as exc:
+            raise unavailable(exc, "the waiting room") from None
         return token_state(claims, r)
 
     def claims_of(self, token: str, *, concert_id: str, user_id: str) -> TokenClaims:

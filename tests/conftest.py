@@ -2,7 +2,7 @@
 
 REDIS_URL / KAFKA_BROKERS in the environment point the suite at existing servers instead;
 KAFKA_BROKER_IMPL=noida runs it on the noida-db fallback. Tests that stop or kill a server start
-their own private one; the cluster tests start a three-node Kafka cluster of their own.
+their own private one; the failure matrix (tests/chaos) starts the topologies it needs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from infra.embedded import Server, start_brokers, start_redis
-from infra.processes import stop_all
 
 
 @pytest.fixture(scope="session")
@@ -71,13 +70,3 @@ def private_broker(tmp_path: Path, broker_impl: str) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def kafka_cluster(tmp_path: Path) -> Iterator[list[Server]]:
-    """A three-node Apache Kafka cluster (KRaft, combined roles) of this test's own."""
-    servers = start_brokers(tmp_path / "cluster", "kafka", nodes=3)
-    try:
-        yield servers
-    finally:
-        stop_all([server.proc for server in servers])

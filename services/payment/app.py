@@ -93,7 +93,7 @@ def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None)
                 metrics.produced.labels(name).inc()
                 metrics.decisions.labels(type(result).__name__).inc()
 
-    web_app = service_app(registry, ready=redis.ping)
+    web_app = service_app(registry, drain_s=infra.shutdown_drain_s, ready=redis.ping)
 
     async def resources(web_app: web.Application) -> AsyncIterator[None]:
         yield

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
 import uvloop
-from aiohttp import web
 
 from services.queue.app import create_app
 from services.queue.settings import QueueSettings
+from shared.serving import DRAIN, serve
 from shared.settings import SettingsError, describe
 
 
@@ -21,16 +22,16 @@ def main() -> int:
         print(f"queue: bad setting: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("queue").info("starting with %s", describe(settings))
-    web.run_app(
-        create_app(settings),
+    app = create_app(settings)
+    serving = serve(
+        app,
         host=settings.host,
         port=settings.port,
         reuse_port=settings.reuse_port,
-        access_log=None,
-        shutdown_timeout=10,
-        print=lambda _: None,
-        loop=uvloop.new_event_loop(),
+        drain=app[DRAIN],
     )
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serving)
     return 0
 
 

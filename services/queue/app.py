@@ -18,7 +18,8 @@ from services.queue.core import Observed, RateLimiter, token_view
 from services.queue.metrics import QueueMetrics
 from services.queue.settings import QueueSettings
 from services.queue.store import QueueStore
-from shared.errors import RateLimited, ServiceError
+from shared.aiohttp_compat import json_protocol_errors
+from shared.errors import InvalidRequest, MethodNotAllowed, RateLimited, ServiceError
 from shared.http import (
     MAX_BODY_BYTES,
     error_middleware,
@@ -30,6 +31,7 @@ from shared.identity import IdentityVerifier
 from shared.ids import ID_RULE, is_valid_id
 from shared.metrics import HttpMetrics
 from shared.redis_client import create_redis
+from shared.serving import DRAIN, Drain
 from shared.tokens import TokenClaims, TokenCodec
 from shared.waiting_room import (
     ACTIVE,
@@ -158,8 +160,10 @@ async def complete(request: web.Request) -> web.Response:
 async def concert_stats(request: web.Request) -> web.Response:
     q = request.app[QUEUE]
     concert_id = request.match_info["concert_id"]
+    if concert_id == "tokens":  # GET on the entry route falls through to this one
+        raise MethodNotAllowed("use POST to enter the queue", allow="POST")
     if not is_valid_id(concert_id):
-        raise ServiceError(f"concert_id must be {ID_RULE}", field="concert_id")
+        raise InvalidRequest(f"concert_id must be {ID_RULE}", field="concert_id")
     waiting, active, rate = await q.store.stats(concert_id)
     return json_response(
         {
@@ -178,11 +182,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    request.app[DRAIN].check()
     await request.app[QUEUE].store.ping()
     return json_response({"status": "ready"})
 
 
 def create_app(settings: QueueSettings) -> web.Application:
+    json_protocol_errors()
     registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry)
     app = web.Application(
@@ -197,7 +203,12 @@ def create_app(settings: QueueSettings) -> web.Application:
             max_connections=infra.redis_max_connections,
         )
         metrics = QueueMetrics(registry)
-        store = QueueStore(redis, registry)
+        store = QueueStore(
+            redis,
+            registry,
+            wait_replicas=settings.wait_replicas,
+            wait_timeout_ms=settings.wait_timeout_ms,
+        )
         codec = TokenCodec(settings.token_secret)
         app[QUEUE] = Queue(
             settings=settings,
@@ -240,6 +251,7 @@ def create_app(settings: QueueSettings) -> web.Application:
             log.warning("admission loop did not stop within 5 s; cancelled")
         await redis.aclose()
 
+    app[DRAIN] = Drain(settings.infra.shutdown_drain_s)
     app.cleanup_ctx.append(resources)
     app.router.add_post("/v1/queue/tokens", enter)
     app.router.add_get("/v1/queue/tokens/{token}", status)

@@ -26,6 +26,8 @@ class QueueSettings:
     trust_forwarded_for: bool
     concert_retention_s: int
     complete_on_confirmed: bool
+    wait_replicas: int
+    wait_timeout_ms: int
 
     @property
     def admit_burst(self) -> int:
@@ -58,4 +60,6 @@ class QueueSettings:
             trust_forwarded_for=e.flag("QUEUE_TRUST_FORWARDED_FOR", False),
             concert_retention_s=e.integer("QUEUE_CONCERT_RETENTION_S", 86400, minimum=60),
             complete_on_confirmed=e.flag("QUEUE_COMPLETE_ON_CONFIRMED", True),
+            wait_replicas=e.integer("QUEUE_WAIT_REPLICAS", 0, minimum=0, maximum=5),
+            wait_timeout_ms=e.integer("QUEUE_WAIT_TIMEOUT_MS", 200, minimum=1, maximum=5000),
         )

@@ -11,17 +11,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
+from redis.asyncio.cluster import RedisCluster
 
-from shared.errors import Unavailable
+from shared.concerts import concert_key
+from shared.errors import NotFound, Unavailable
 from shared.holds import holds_key
-from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis, run_scripts
-from shared.waiting_room import CONCERTS_KEY, LUA_PRELUDE, queue_keys
+from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis, run_scripts, unavailable
+from shared.waiting_room import ALLOW_OOM, CONCERTS_KEY, LUA_PRELUDE, queue_keys
 
+# KEYS: the waiting room's six, then the concert's catalog entry (shared.concerts)
 # ARGV: user, active_ttl_ms, heartbeat_ms, retention_s
-# -> {created, ticket, issued_ms, state, deadline_ms, frontier, rate (string), now_ms}
+# -> {created, ticket, issued_ms, state, deadline_ms, frontier, rate (string), now_ms};
+# created = -1: no such concert
 ENTER_LUA = (
     LUA_PRELUDE
     + """
+if redis.call('EXISTS', KEYS[7]) == 0 then return {-1, 0, 0, 'u', 0, 0, '0', 0} end
 local now = now_ms()
 local user, ttl, hb_ms, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local t, i, s = get_user(user)
@@ -58,7 +63,8 @@ return {1, t, now, 'w', 0, tonumber(g[1]) or 0, g[2] or '0', now}
 # ARGV: admit_per_s, max_active, active_ttl_ms, heartbeat_ms, burst, limit
 # -> {admitted, expired, dropped, waiting, active, rate (string)}; admitted = -1: queue gone
 PROMOTE_LUA = (
-    LUA_PRELUDE
+    ALLOW_OOM
+    + LUA_PRELUDE
     + """
 local now = now_ms()
 if redis.call('EXISTS', K_SEQ) == 0 then return {-1, 0, 0, 0, 0, '0'} end
@@ -137,14 +143,15 @@ end
 """
 
 # ARGV: user, ticket
-COMPLETE_LUA = LUA_PRELUDE + COMPLETE_FN + "return complete(ARGV[1], ARGV[2])\n"
+COMPLETE_LUA = ALLOW_OOM + LUA_PRELUDE + COMPLETE_FN + "return complete(ARGV[1], ARGV[2])\n"
 
 # A buyer's token once their seat is confirmed: completed only when no reservation of theirs
 # is still pending or held (KEYS[7], the user's hold slots; past deadlines do not count), so a
 # fan buying several seats keeps it until the last one settles. -> 'h' (kept) or COMPLETE_FN's
 # ARGV: user, ticket
 COMPLETE_IF_SETTLED_LUA = (
-    LUA_PRELUDE
+    ALLOW_OOM
+    + LUA_PRELUDE
     + COMPLETE_FN
     + """
 if redis.call('ZCOUNT', KEYS[7], now_ms(), '+inf') > 0 then return 'h' end
@@ -152,9 +159,12 @@ return complete(ARGV[1], ARGV[2])
 """
 )
 
+# KEYS: the waiting room's six, then the concert's catalog entry -> {waiting, active, rate};
+# waiting = -1: no such concert
 STATS_LUA = (
     LUA_PRELUDE
     + """
+if redis.call('EXISTS', KEYS[7]) == 0 then return {-1, 0, '0'} end
 return {redis.call('ZCARD', K_WAIT), redis.call('ZCARD', K_ACTIVE),
         redis.call('HGET', K_GATE, 'r') or '0'}
 """
@@ -187,9 +197,27 @@ class Promoted:
         return self.admitted < 0
 
 
+class NotReplicated(Unavailable):
+    code = "not_replicated"
+
+
 class QueueStore:
-    def __init__(self, redis: AnyRedis, registry: CollectorRegistry) -> None:
+    """`wait_replicas` > 0 (QUEUE_WAIT_REPLICAS): an entry is answered only once that many
+    replicas have it (Redis WAIT, standalone or Sentinel), so a failover cannot lose a place that
+    a fan was told about; otherwise the fan gets a 503 and entering again answers the same place."""
+
+    def __init__(
+        self,
+        redis: AnyRedis,
+        registry: CollectorRegistry,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 200,
+    ) -> None:
+        if wait_replicas and isinstance(redis, RedisCluster):
+            raise ValueError("QUEUE_WAIT_REPLICAS needs a standalone or Sentinel Redis")
         self.redis = redis
+        self.wait_replicas, self.wait_timeout_ms = wait_replicas, wait_timeout_ms
         self._enter: Any = redis.register_script(ENTER_LUA)
         self._promote: Any = redis.register_script(PROMOTE_LUA)
         self._complete: Any = redis.register_script(COMPLETE_LUA)
@@ -203,12 +231,16 @@ class QueueStore:
             buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1),
         )
 
-    async def _call(self, op: str, script: Any, concert_id: str, args: list[Any]) -> Any:
+    async def _call(
+        self, op: str, script: Any, concert_id: str, args: list[Any], *, catalog: bool = False
+    ) -> Any:
+        """`script` on the concert's queue keys (and its catalog entry, for `catalog`)."""
+        keys = queue_keys(concert_id) + ([concert_key(concert_id)] if catalog else [])
         start = time.perf_counter()
         try:
-            return await script(keys=queue_keys(concert_id), args=args)
-        except UNAVAILABLE_ERRORS:
-            raise Unavailable("the waiting room is unavailable, retry shortly") from None
+            return await script(keys=keys, args=args)
+        except UNAVAILABLE_ERRORS as exc:
+            raise unavailable(exc, "the waiting room") from None
         finally:
             self.latency.labels(op).observe(time.perf_counter() - start)
 
@@ -221,12 +253,37 @@ class QueueStore:
         heartbeat_ms: int,
         retention_s: int,
     ) -> Entered:
-        r = await self._call(
-            "enter", self._enter, concert_id, [user_id, active_ttl_ms, heartbeat_ms, retention_s]
-        )
+        args = [user_id, active_ttl_ms, heartbeat_ms, retention_s]
+        if self.wait_replicas:
+            r = await self._replicated_enter(concert_id, args)
+        else:
+            r = await self._call("enter", self._enter, concert_id, args, catalog=True)
+        if int(r[0]) < 0:
+            raise NotFound(f"no concert {concert_id!r} is on sale", field="concert_id")
         return Entered(
             bool(r[0]), int(r[1]), int(r[2]), r[3], int(r[4]), int(r[5]), float(r[6]), int(r[7])
         )
+
+    async def _replicated_enter(self, concert_id: str, args: list[Any]) -> Any:
+        """ENTER, then WAIT on the same connection (one pipelined round trip)."""
+        start = time.perf_counter()
+        pipe = self.redis.pipeline(transaction=False)
+        try:
+            await self._enter(
+                keys=[*queue_keys(concert_id), concert_key(concert_id)], args=args, client=pipe
+            )
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            r, copies = await pipe.execute()
+        except UNAVAILABLE_ERRORS as exc:
+            raise unavailable(exc, "the waiting room") from None
+        finally:
+            self.latency.labels("enter").observe(time.perf_counter() - start)
+        if int(r[0]) >= 0 and int(copies) < self.wait_replicas:
+            raise NotReplicated(
+                f"the waiting room could not copy your place to {self.wait_replicas} replica(s) "
+                "in time; enter again to get the same place"
+            )
+        return r
 
     async def promote(
         self,
@@ -260,13 +317,15 @@ class QueueStore:
         ]
         try:
             return [str(r) for r in await run_scripts(self.redis, self._settled, calls)]
-        except UNAVAILABLE_ERRORS:
-            raise Unavailable("the waiting room is unavailable, retry shortly") from None
+        except UNAVAILABLE_ERRORS as exc:
+            raise unavailable(exc, "the waiting room") from None
         finally:
             self.latency.labels("complete_settled").observe(time.perf_counter() - start)
 
     async def stats(self, concert_id: str) -> tuple[int, int, float]:
-        r = await self._call("stats", self._stats, concert_id, [])
+        r = await self._call("stats", self._stats, concert_id, [], catalog=True)
+        if int(r[0]) < 0:
+            raise NotFound(f"no concert {concert_id!r} is on sale", field="concert_id")
         return int(r[0]), int(r[1]), float(r[2])
 
     async def register_concert(self, concert_id: str) -> None:
@@ -285,7 +344,7 @@ class QueueStore:
         start = time.perf_counter()
         try:
             return await getattr(self.redis, op)(*args)
-        except UNAVAILABLE_ERRORS:
-            raise Unavailable("the waiting room is unavailable, retry shortly") from None
+        except UNAVAILABLE_ERRORS as exc:
+            raise unavailable(exc, "the waiting room") from None
         finally:
             self.latency.labels(op).observe(time.perf_counter() - start)

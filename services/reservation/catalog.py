@@ -14,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from aiokafka import AIOKafkaConsumer
 
+from shared.concerts import CACHE_REFRESH_S
+from shared.errors import Unavailable
 from shared.events import ConcertCreated, UnknownMessage, decode
 from shared.topics import partitions_of
 
@@ -110,6 +113,18 @@ class Catalog:
             return
         if isinstance(event, ConcertCreated):
             fold(self.concerts, event)
+
+    async def mirror(self, write: Callable[[list[Concert]], Awaitable[None]]) -> None:
+        """Keep Redis's catalog cache (shared.concerts) equal to the log, for as long as the
+        worker runs: the waiting room admits entries only for concerts in it. Written once caught
+        up, whenever the catalog changes, and every CACHE_REFRESH_S (a Redis that lost data)."""
+        await self.caught_up.wait()
+        while True:
+            changed = self.changed
+            with contextlib.suppress(Unavailable):  # Redis away: the next round writes it all
+                await write(list(self.concerts.values()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), CACHE_REFRESH_S)
 
     async def until_known(self, concert_id: str, within_s: float) -> Concert | None:
         """The concert once the log holds it (after publishing a creation), None at the deadline."""

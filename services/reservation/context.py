@@ -91,6 +91,13 @@ class Waiters:
 
     def __init__(self) -> None:
         self._by_id: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self.draining = False
+
+    def drain(self) -> None:
+        """Shutting down: wake every waiter, and wait no more from now on."""
+        self.draining = True
+        for reservation_id in list(self._by_id):
+            self.notify(reservation_id)
 
     async def wait(self, reservation_id: str, timeout_s: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

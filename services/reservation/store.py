@@ -13,18 +13,26 @@ from __future__ import annotations
 from typing import Any
 
 from services.reservation.catalog import Concert
-from shared.errors import Unavailable
+from shared.concerts import cache_concerts, concert_key
 from shared.holds import holds_key
-from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis
+from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis, unavailable
 from shared.tokens import TokenClaims
-from shared.waiting_room import LUA_PRELUDE, TOUCH_FN, TokenState, queue_keys, token_state
+from shared.waiting_room import (
+    ALLOW_OOM,
+    LUA_PRELUDE,
+    TOUCH_FN,
+    TokenState,
+    queue_keys,
+    token_state,
+)
 
 # One round trip per reservation request: the queue token's check (TOUCH_FN), then, for an
 # active token, one of the user's hold slots.
 # KEYS: the waiting room's six, then holds; ARGV: TOUCH_FN's five, then reservation id,
 # slot lifetime ms, max slots -> TOUCH_FN's answer, plus 1 taken / 0 over the limit
 RESERVE_LUA = (
-    LUA_PRELUDE
+    ALLOW_OOM
+    + LUA_PRELUDE
     + TOUCH_FN
     + """
 local r = touch(ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
@@ -42,10 +50,6 @@ return r
 )
 
 
-def concert_key(concert_id: str) -> str:
-    return f"concert:{{{concert_id}}}"
-
-
 class ReservationStore:
     def __init__(self, redis: AnyRedis) -> None:
         self.redis = redis
@@ -55,8 +59,8 @@ class ReservationStore:
     async def _do(self, coro: Any) -> Any:
         try:
             return await coro
-        except UNAVAILABLE_ERRORS:
-            raise Unavailable("reservation store (Redis) is unavailable, retry shortly") from None
+        except UNAVAILABLE_ERRORS as exc:
+            raise unavailable(exc, "the reservation store (Redis)") from None
 
     async def create_concert(self, concert: Concert) -> bool:
         """Take the creation lock; False if the concert is already there (or being created)."""
@@ -65,6 +69,12 @@ class ReservationStore:
         if created:
             await self._do(self.redis.hset(key, "price", concert.price))
         return bool(created)
+
+    async def cache(self, concerts: list[Concert]) -> None:
+        """Write the catalog's concerts back into Redis (shared.concerts)."""
+        await self._do(
+            cache_concerts(self.redis, [(c.concert_id, c.seats, c.price) for c in concerts])
+        )
 
     async def forget_concert(self, concert_id: str) -> None:
         await self._do(self.redis.delete(concert_key(concert_id)))

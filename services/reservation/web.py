@@ -17,7 +17,14 @@ from services.reservation.context import Reservations, now_ms
 from services.reservation.core import EXPIRED, HELD, PENDING, STATUSES, Reservation
 from services.reservation.ids import ReservationRef, payment_id_for
 from services.reservation.routing import ROUTED, forward, owner_url
-from shared.errors import InvalidRequest, Overloaded, RateLimited, ServiceError, Unavailable
+from shared.errors import (
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    RateLimited,
+    ServiceError,
+    Unavailable,
+)
 from shared.events import (
     ConcertCreated,
     PaymentRequested,
@@ -28,11 +35,13 @@ from shared.events import (
 from shared.faust_web import service_app
 from shared.http import (
     json_response,
+    query_int,
     read_json_object,
     require_id,
 )
 from shared.ids import ID_RULE, is_valid_id
 from shared.redis_client import AnyRedis
+from shared.serving import DRAIN
 from shared.waiting_room import require_active
 
 CTX = web.AppKey("reservations", Reservations)
@@ -40,11 +49,6 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 MAX_WAIT_MS = 10_000
 MAX_SEATS = 100_000
 SHED_RETRY_AFTER_S = 5
-
-
-class NotFound(ServiceError):
-    status = 404
-    code = "not_found"
 
 
 class Conflict(ServiceError):
@@ -223,7 +227,12 @@ async def _reserve(ctx: Reservations, request: web.Request) -> tuple[str, Reserv
     seat_id = require_id(body, "seat_id")
     user_id = require_id(body, "user_id")
     concert = await _concert(ctx, concert_id)
-    if not seat_id.isdigit() or not 1 <= int(seat_id) <= concert.seats or seat_id[0] == "0":
+    if (
+        not seat_id.isascii()
+        or not seat_id.isdigit()
+        or not 1 <= int(seat_id) <= concert.seats
+        or seat_id[0] == "0"
+    ):
         raise NotFound(f"concert {concert_id!r} has no seat {seat_id!r}", field="seat_id")
     token = request.headers.get("Queue-Token", "")
     claims = ctx.room.claims_of(token, concert_id=concert_id, user_id=user_id)
@@ -332,10 +341,7 @@ async def get_reservation(request: web.Request) -> web.Response:
 
 
 def _wait_ms(request: web.Request) -> int:
-    raw = request.query.get("wait_ms", "0")
-    if not raw.isdigit() or int(raw) > MAX_WAIT_MS:
-        raise InvalidRequest(f"wait_ms must be an integer from 0 to {MAX_WAIT_MS}", field="wait_ms")
-    return int(raw)
+    return query_int(request, "wait_ms", default=0, low=0, high=MAX_WAIT_MS)
 
 
 async def _while(
@@ -347,7 +353,7 @@ async def _while(
     deadline = asyncio.get_running_loop().time() + wait_ms / 1000
     while (current.status if current else PENDING) == seen:
         left = deadline - asyncio.get_running_loop().time()
-        if left <= 0:
+        if left <= 0 or ctx.waiters.draining:  # shutting down: answer with the state as it is
             break
         await ctx.waiters.wait(rid, left)
         current = ctx.seats.reservation(key, rid)
@@ -406,16 +412,22 @@ def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:
             raise Unavailable("the concert catalog is still being read from the log")
         await ctx.store.ping()
 
-    app = service_app(ctx.registry, ready=ready)
+    app = service_app(ctx.registry, drain_s=ctx.settings.infra.shutdown_drain_s, ready=ready)
+    app[DRAIN].on_begin(ctx.waiters.drain)  # on SIGTERM every long-poll answers now
     app[CTX] = ctx
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
-        catalog = asyncio.create_task(ctx.catalog.run(), name="concert catalog")
+        tasks = [
+            asyncio.create_task(ctx.catalog.run(), name="concert catalog"),
+            asyncio.create_task(ctx.catalog.mirror(ctx.store.cache), name="concert cache"),
+        ]
         yield
-        catalog.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await catalog
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await app[HTTP].close()
         await redis.aclose()
 

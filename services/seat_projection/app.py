@@ -15,37 +15,26 @@ from prometheus_client import CollectorRegistry
 
 from services.seat_projection.core import AVAILABLE, HELD, SOLD, Counts, SeatView, fold
 from services.seat_projection.settings import ProjectionSettings
-from shared.errors import InvalidRequest, ServiceError
+from shared.errors import InvalidRequest, NotFound
 from shared.events import seat_key
 from shared.faust_app import create_faust_app, decoded_batch, raw_topic, track_consumer_lag
 from shared.faust_compat import writing_for
 from shared.faust_web import AiohttpServer, service_app
-from shared.http import json_response
+from shared.http import json_response, query_int
 from shared.ids import ID_RULE, is_valid_id
 from shared.stream_metrics import StreamMetrics
 from shared.topics import changelog_configs, consumed_by
 
 MAX_LIMIT = 1000
+# Seats looked at per page, at most: a filtered page (?status=) may come back short, with
+# next_after to go on from, so one call never walks a whole 100,000-seat concert.
+MAX_SCAN = 5000
 BATCH, BATCH_WITHIN_S = 500, 0.005
 STATUSES = (AVAILABLE, HELD, SOLD)
 
 
-class ConcertNotFound(ServiceError):
-    status = 404
-    code = "not_found"
-
-
 def _counts(doc: dict[str, int] | None) -> Counts:
     return Counts(**doc) if doc else Counts()
-
-
-def _query_int(request: web.Request, name: str, default: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or int(raw) > high:
-        raise InvalidRequest(f"{name} must be an integer from 0 to {high}", field=name)
-    return int(raw)
 
 
 def create_app(settings: ProjectionSettings) -> faust.App:
@@ -106,22 +95,22 @@ def create_app(settings: ProjectionSettings) -> faust.App:
         status = request.query.get("status")
         if status is not None and status not in STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}", field="status")
-        limit = _query_int(request, "limit", 100, MAX_LIMIT)
+        limit = query_int(request, "limit", default=100, low=1, high=MAX_LIMIT)
         counts = _counts(concert_to_counts.get(concert_id))
-        after = _query_int(request, "after", 0, max(counts.seats, 1))
+        after = query_int(request, "after", default=0, low=0, high=max(counts.seats, 1))
         if counts.seats == 0:
-            raise ConcertNotFound(f"no seat map for concert {concert_id!r} (yet)")
+            raise NotFound(f"no seat map for concert {concert_id!r} (yet)")
         page: list[dict[str, str]] = []
-        last = after
-        for n in range(after + 1, counts.seats + 1):
-            if len(page) >= limit:
-                break
-            last = n
+        last = min(counts.seats, after + MAX_SCAN)
+        for n in range(after + 1, last + 1):
             doc = seat_to_status.get(seat_key(concert_id, str(n)))
             seat_status = doc[0] if doc else AVAILABLE
             if status is None or seat_status == status:
                 page.append({"seat_id": str(n), "status": seat_status})
-        more = len(page) >= limit and last < counts.seats
+                if len(page) == limit:
+                    last = n
+                    break
+        more = last < counts.seats
         return json_response(
             {
                 "concert_id": concert_id,
@@ -135,7 +124,9 @@ def create_app(settings: ProjectionSettings) -> faust.App:
             }
         )
 
-    web_app = service_app(registry)  # served only after table recovery: ready then
+    web_app = service_app(
+        registry, drain_s=infra.shutdown_drain_s
+    )  # served only after table recovery: ready then
     web_app.router.add_get("/v1/concerts/{concert_id}/seats", seats)
     track_consumer_lag(app, metrics)
     app.web_server(AiohttpServer(web_app, settings.host, settings.port))

@@ -35,7 +35,7 @@ from tests.support.pipeline import (
     gather_limited,
     pipeline,
 )
-from tests.support.queue import eventually
+from tests.support.queue import eventually, fan
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
@@ -258,6 +258,11 @@ class TestCrash:
         assert seats["counts"] == {"available": 0, "held": 0, "sold": 50}
 
 
+async def _map_has(p: Pipeline, concert: str) -> bool:
+    status, _ = await p.call("GET", "seat_projection", f"/v1/concerts/{concert}/seats?limit=1")
+    return status == 200
+
+
 async def _counts_if_sold(p: Pipeline, concert: str, sold: int) -> dict[str, Any] | None:
     seats = await p.seat_map(concert)
     return seats if seats["counts"]["sold"] == sold and seats["counts"]["held"] == 0 else None
@@ -422,6 +427,14 @@ class TestCatalog:
         status, body = await create(seats=10, price=250)  # the same: answered again
         assert (status, body) == (200, {"concert_id": concert, "seats": 10, "price": 250})
 
+        async def entered() -> bool:  # once the worker has written the catalog back to Redis
+            body = {"concert_id": concert}
+            status, _ = await p.call(
+                "POST", "queue", "/v1/queue/tokens", json=body, headers=fan("probe")
+            )
+            return status == 201
+
+        await eventually(entered, within=15)
         ((user, token),) = await buyers(p, concert, 1)
         status, answer = await p.reserve(token, concert, "11", user)
         assert (status, answer["error"]["code"]) == (404, "not_found")  # still 10 seats
@@ -538,6 +551,48 @@ class TestReservationApi:
         assert [s["seat_id"] for s in rest["seats"]] == ["4", "5", "6", "7"]
         assert rest["next_after"] is None
         assert rest["counts"] == {"available": 6, "held": 1, "sold": 0}
+
+    async def test_query_numbers_are_ascii_digits_and_every_page_moves_on(
+        self, default_pipeline: Pipeline
+    ) -> None:
+        p = default_pipeline
+        concert = await p.create_concert(seats=12_000)
+        ((user, token),) = await buyers(p, concert, 1)
+        rid = await reserve_ok(p, token, concert, "1", user)
+        auth = {"Queue-Token": token}
+        superscript_two, arabic_indic_three = "%C2%B2", "%D9%A3"
+        for digits in (superscript_two, arabic_indic_three, "-1", "1e3", "9" * 12):
+            status, body = await p.call(
+                "GET", "reservation", f"/v1/reservations/{rid}?wait_ms={digits}", headers=auth
+            )
+            assert (status, body["error"]["field"]) == (400, "wait_ms"), digits
+            status, body = await p.call(
+                "POST",
+                "reservation",
+                f"/v1/reservations?wait_ms={digits}",
+                json={"concert_id": concert, "seat_id": "2", "user_id": user},
+                headers=auth,
+            )
+            assert (status, body["error"]["field"]) == (400, "wait_ms"), digits
+        seats = f"/v1/concerts/{concert}/seats"
+        await eventually(lambda: _map_has(p, concert))
+        for query, field in (
+            (f"limit={superscript_two}", "limit"),
+            (f"after={superscript_two}", "after"),
+            (f"after={arabic_indic_three}", "after"),
+            ("limit=0", "limit"),
+        ):
+            status, body = await p.call("GET", "seat_projection", f"{seats}?{query}")
+            assert (status, body["error"]["field"]) == (400, field), query
+        # A filtered page looks at a bounded number of seats, then says where to go on from:
+        # walking 12,000 seats for the sold ones (none) takes a few short calls, never a loop.
+        pages, after = [], "0"
+        while after is not None:
+            page = await p.seat_map(concert, status="sold", after=after, limit="10")
+            pages.append(page["seats"])
+            assert page["next_after"] is None or int(page["next_after"]) > int(after)
+            after = page["next_after"]
+        assert pages == [[], [], []]
 
 
 class TestLoadShedding:

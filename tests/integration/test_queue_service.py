@@ -20,7 +20,7 @@ from tests.support.queue import (
     enter,
     eventually,
     fan,
-    new_id,
+    on_sale,
     queue_instance,
 )
 
@@ -44,7 +44,7 @@ class TestEntry:
     async def test_concurrent_entries_over_two_instances_get_fifo_gap_free_places(
         self, redis_url: str
     ) -> None:
-        concert, n = new_id("c"), 5000
+        concert, n = await on_sale(redis_url), 5000
         async with (
             queue_instance(redis_url, **PAUSED) as a,
             queue_instance(redis_url, **PAUSED) as b,
@@ -75,7 +75,7 @@ class TestEntry:
             assert first_waiting["position"] == 1
 
     async def test_entering_again_returns_the_same_token_and_place(self, redis_url: str) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         async with queue_instance(redis_url, **PAUSED) as q:
             first = await q.post(
                 "/v1/queue/tokens", json={"concert_id": concert, "user_id": "a"}, headers=fan("a")
@@ -92,7 +92,7 @@ class TestEntry:
     async def test_too_many_entries_from_one_user_are_refused_with_retry_after(
         self, redis_url: str
     ) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         async with queue_instance(redis_url, QUEUE_ENTRY_RATE_PER_USER="1", **PAUSED) as q:
             codes = []
             for _ in range(5):
@@ -107,7 +107,7 @@ class TestEntry:
             assert (await r.json())["error"]["code"] == "rate_limited"
 
     async def test_too_many_entries_from_one_client_ip_are_refused(self, redis_url: str) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         async with queue_instance(redis_url, QUEUE_ENTRY_RATE_PER_IP="2", **PAUSED) as q:
             codes = []
             for i in range(10):
@@ -129,7 +129,7 @@ class TestAdmission:
     async def test_never_admits_more_than_max_active_even_with_two_instances(
         self, redis_url: str
     ) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         env = {"QUEUE_ADMIT_PER_S": "100000", "QUEUE_MAX_ACTIVE": "7"}
         async with queue_instance(redis_url, **env) as a, queue_instance(redis_url, **env) as b:
             for i in range(30):
@@ -141,7 +141,7 @@ class TestAdmission:
             assert (await stats(a, concert))["waiting"] == 23
 
     async def test_never_admits_faster_than_the_rate(self, redis_url: str) -> None:
-        concert, rate = new_id("c"), 20
+        concert, rate = await on_sale(redis_url), 20
         env = {"QUEUE_ADMIT_PER_S": str(rate), "QUEUE_MAX_ACTIVE": "100000"}
         async with queue_instance(redis_url, **PAUSED) as paused:
             for i in range(300):
@@ -162,7 +162,7 @@ class TestAdmission:
     async def test_an_unused_active_token_expires_and_the_next_user_is_admitted(
         self, redis_url: str
     ) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         env = {"QUEUE_ADMIT_PER_S": "1000", "QUEUE_MAX_ACTIVE": "1", "QUEUE_ACTIVE_TTL_S": "0.5"}
         async with queue_instance(redis_url, **env) as q:
             a = await enter(q, concert, "a")
@@ -179,7 +179,7 @@ class TestAdmission:
             assert body["error"]["reason"] == "expired"
 
     async def test_using_an_active_token_keeps_it_alive(self, redis_url: str) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         env = {"QUEUE_ADMIT_PER_S": "1000", "QUEUE_ACTIVE_TTL_S": "0.6"}
         async with queue_instance(redis_url, **env) as q:
             a = await enter(q, concert, "a")
@@ -192,7 +192,7 @@ class TestAdmission:
     async def test_an_abandoned_waiter_is_dropped_and_the_line_moves_past_it(
         self, redis_url: str
     ) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         env = {
             "QUEUE_ADMIT_PER_S": "1000",
             "QUEUE_MAX_ACTIVE": "1",
@@ -217,7 +217,7 @@ class TestAdmission:
             await eventually(patient_active)
 
     async def test_completing_a_token_frees_its_slot(self, redis_url: str) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         env = {"QUEUE_ADMIT_PER_S": "1000", "QUEUE_MAX_ACTIVE": "1"}
         async with queue_instance(redis_url, **env) as q:
             a = await enter(q, concert, "a")
@@ -237,7 +237,7 @@ class TestAdmission:
     async def test_re_entering_after_expiry_goes_to_the_back_with_a_new_token(
         self, redis_url: str
     ) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         async with queue_instance(redis_url, QUEUE_WAIT_HEARTBEAT_S="0.2", **PAUSED) as q:
             old = await enter(q, concert, "a")
             await enter(q, concert, "b")
@@ -258,7 +258,7 @@ class TestTokenChecks:
     async def test_validate_accepts_an_active_token_of_that_user_and_concert(
         self, redis_url: str
     ) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         async with queue_instance(redis_url, QUEUE_ADMIT_PER_S="1000") as q:
             token = await self._active_token(q, concert, "a")
             r = await q.post(
@@ -279,7 +279,7 @@ class TestTokenChecks:
     async def test_validate_rejects_a_token_of_another_user_or_concert(
         self, redis_url: str, claim: dict[str, str], code: str
     ) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         async with queue_instance(redis_url, QUEUE_ADMIT_PER_S="1000") as q:
             token = await self._active_token(q, concert, "a")
             r = await q.post(f"/v1/queue/tokens/{token}/validate", json=claim)
@@ -287,14 +287,14 @@ class TestTokenChecks:
 
     async def test_validate_says_not_active_while_waiting(self, redis_url: str) -> None:
         async with queue_instance(redis_url, **PAUSED) as q:
-            e = await enter(q, new_id("c"), "a")
+            e = await enter(q, await on_sale(redis_url), "a")
             r = await q.post(f"/v1/queue/tokens/{e['token']}/validate")
             body = await r.json()
             assert r.status == 403 and body["error"]["code"] == "token_not_active"
             assert body["error"]["position"] == 1
 
     async def test_forged_and_tampered_tokens_are_rejected(self, redis_url: str) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         async with queue_instance(redis_url, QUEUE_ADMIT_PER_S="1000") as q:
             real = await self._active_token(q, concert, "a")
             forged = TokenCodec(b"attacker-secret-" * 2).encode(TokenClaims(concert, "a", 1, 0))
@@ -320,7 +320,7 @@ class TestTokenChecks:
         await dead.aclose()
 
     async def test_the_shared_validator_accepts_only_active_tokens(self, redis_url: str) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         redis = create_redis(redis_url, socket_timeout=1, max_connections=4)
         room = WaitingRoom(redis, TokenCodec(SECRET.encode()), active_ttl_s=30, heartbeat_s=60)
         async with queue_instance(redis_url, QUEUE_ADMIT_PER_S="1000", QUEUE_MAX_ACTIVE="1") as q:
@@ -381,12 +381,95 @@ class TestBadInput:
             r = await q.get("/v1/queue/bad%20id")
             assert r.status == 400 and (await r.json())["error"]["field"] == "concert_id"
 
+    async def test_get_on_the_entry_route_is_a_405_not_the_stats_of_a_concert_named_tokens(
+        self, redis_url: str
+    ) -> None:
+        async with queue_instance(redis_url, **PAUSED) as q:
+            r = await q.get("/v1/queue/tokens")
+            assert r.status == 405 and r.headers["Allow"] == "POST"
+            assert (await r.json())["error"]["code"] == "method_not_allowed"
+
+    async def test_a_concert_that_is_not_on_sale_has_no_queue_to_enter(
+        self, redis_url: str
+    ) -> None:
+        async with queue_instance(redis_url, **PAUSED) as q:
+            body = {"concert_id": "never-created", "user_id": "a"}
+            r = await q.post("/v1/queue/tokens", json=body, headers=fan("a"))
+            error = (await r.json())["error"]
+            assert r.status == 404 and error["code"] == "not_found"
+            assert error["field"] == "concert_id"
+            r = await q.get("/v1/queue/never-created")
+            assert r.status == 404
+            concerts = await (await q.get("/metrics")).text()
+            assert "queue_tokens_issued_total 0.0" in concerts
+
+    async def test_a_url_over_8_kib_is_a_json_414_that_does_not_echo_it(
+        self, redis_url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async with queue_instance(redis_url, **PAUSED) as q:
+            secretish = "x" * 9000
+            r = await q.get(f"/v1/queue/tokens/{secretish}")
+            assert r.status == 414
+            body = await r.text()
+            assert secretish[:100] not in body
+            assert (await r.json())["error"]["code"] == "request_too_long"
+        assert not [rec for rec in caplog.records if rec.exc_info], "a traceback was logged"
+
+
+async def _oom_count(q: Client) -> float:
+    text = await (await q.get("/metrics")).text()
+    line = next(x for x in text.splitlines() if x.startswith("redis_out_of_memory_total "))
+    return float(line.split()[1])
+
+
+class TestMemoryLimit:
+    async def test_at_maxmemory_new_entries_get_store_full_while_fans_in_line_carry_on(
+        self, private_redis: Server
+    ) -> None:
+        """noeviction, not LRU: at the limit nobody's place is evicted; new entries are refused
+        with a clear 503, and fans already waiting or admitted keep polling and validating."""
+        url = f"redis://{private_redis.address}/0"
+        concert = await on_sale(url)
+        redis = create_redis(url, socket_timeout=2, max_connections=2)
+        async with queue_instance(url, QUEUE_MAX_ACTIVE="1") as q:
+            admitted = (await enter(q, concert, "a"))["token"]
+            waiting = (await enter(q, concert, "b"))["token"]
+
+            async def active() -> bool:
+                body = await (await q.get(f"/v1/queue/tokens/{admitted}")).json()
+                return bool(body["status"] == "active")
+
+            await eventually(active)
+            before = await _oom_count(q)
+            used = int((await redis.info("memory"))["used_memory"])
+            await redis.config_set("maxmemory", str(used))  # full from now on
+            try:
+                r = await q.post(
+                    "/v1/queue/tokens",
+                    json={"concert_id": concert, "user_id": "c"},
+                    headers=fan("c"),
+                )
+                assert r.status == 503 and r.headers["Retry-After"] == "5"
+                assert (await r.json())["error"]["code"] == "store_full"
+                for _ in range(3):
+                    r = await q.get(f"/v1/queue/tokens/{admitted}")
+                    assert r.status == 200 and (await r.json())["status"] == "active"
+                    r = await q.post(f"/v1/queue/tokens/{admitted}/validate")
+                    assert r.status == 200
+                    r = await q.get(f"/v1/queue/tokens/{waiting}")
+                    assert r.status == 200 and (await r.json())["status"] == "waiting"
+                assert await redis.hget(f"q:{{{concert}}}:users", "b") is not None
+                assert await _oom_count(q) == before + 1  # counted (and logged)
+            finally:
+                await redis.config_set("maxmemory", "0")
+                await redis.aclose()
+
 
 class TestIdentity:
     async def test_another_fans_place_cannot_be_taken_by_entering_again_with_their_user_id(
         self, redis_url: str
     ) -> None:
-        concert = new_id("c")
+        concert = await on_sale(redis_url)
         async with queue_instance(redis_url, **PAUSED) as q:
             victim = await enter(q, concert, "victim")
             body = {"concert_id": concert, "user_id": "victim"}
@@ -416,14 +499,14 @@ class TestIdentity:
     ) -> None:
         headers = {"Authorization": authorization} if authorization else {}
         async with queue_instance(redis_url, **PAUSED) as q:
-            body = {"concert_id": new_id("c"), "user_id": "victim"}
+            body = {"concert_id": await on_sale(redis_url), "user_id": "victim"}
             r = await q.post("/v1/queue/tokens", json=body, headers=headers)
             assert r.status == 401
             assert (await r.json())["error"]["code"] == code
 
     async def test_an_issuer_when_configured_must_match(self, redis_url: str) -> None:
         async with queue_instance(redis_url, IDENTITY_JWT_ISSUER="https://tickets", **PAUSED) as q:
-            body = {"concert_id": new_id("c")}
+            body = {"concert_id": await on_sale(redis_url)}
             r = await q.post("/v1/queue/tokens", json=body, headers=fan("a"))
             assert r.status == 401 and (await r.json())["error"]["code"] == "invalid_identity"
             good = mint(IDENTITY_SECRET, "a", issuer="https://tickets")
@@ -436,7 +519,7 @@ class TestIdentity:
 class TestOperations:
     async def test_metrics_count_requests_and_tokens(self, redis_url: str) -> None:
         async with queue_instance(redis_url, **PAUSED) as q:
-            await enter(q, new_id("c"), "a")
+            await enter(q, await on_sale(redis_url), "a")
             text = await (await q.get("/metrics")).text()
             assert "queue_tokens_issued_total 1.0" in text
             assert (
@@ -448,7 +531,7 @@ class TestOperations:
         self, private_redis: Server
     ) -> None:
         url = f"redis://{private_redis.address}/0"
-        concert = new_id("c")
+        concert = await on_sale(url)
         async with queue_instance(url, **PAUSED) as q:
             assert (await q.get("/readyz")).status == 200
             await enter(q, concert, "a")

@@ -2,34 +2,10 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer
-
-from shared.events import Message, SeatConfirmed, decode
-from shared.topics import partitions_of
+from shared.events import SeatConfirmed
+from shared.topics import partitions_of, topic_log
 
 __all__ = ["assert_no_seat_sold_twice", "confirmed_seat_log", "partitions_of", "topic_log"]
-
-
-async def topic_log(brokers: str, topic: str) -> list[Message]:
-    """Every catalog message ever published on `topic`, read from its start to its end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = await partitions_of(brokers, topic)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        messages: list[Message] = []
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end[tp] for tp in tps])
-
-        while await behind():
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                messages.extend(decode(record.value or b"") for record in records)
-        return messages
-    finally:
-        await consumer.stop()
 
 
 async def confirmed_seat_log(brokers: str) -> list[SeatConfirmed]:

@@ -163,6 +163,7 @@ async def pipeline(
             "QUEUE_ADMISSION_INTERVAL_MS": "20",
             "HOLD_SWEEP_S": "0.1",
             "PAYMENT_LATENCY_MS": "5",
+            "SHUTDOWN_DRAIN_S": "0.2",  # the drain has tests of its own (chaos: terminate-*)
             # The rule tests send bursts far past what one worker decides within the shedding
             # bound; load shedding has a test of its own (TestLoadShedding).
             "RESERVATION_SHED_DELAY_MS": "0",

@@ -13,7 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services.queue.app import create_app
 from services.queue.settings import QueueSettings
+from shared.concerts import cache_concerts
 from shared.identity import mint
+from shared.redis_client import create_redis
 from shared.settings import Env
 
 SECRET = "test-secret-" + "x" * 32
@@ -30,6 +32,18 @@ T = TypeVar("T")
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def on_sale(redis_url: str, seats: int = 100) -> str:
+    """A new concert in Redis's catalog cache, as the reservation service writes it when a
+    concert is created: the waiting room admits entries only for concerts there."""
+    concert = new_id("c")
+    redis = create_redis(redis_url, socket_timeout=2, max_connections=2)
+    try:
+        await cache_concerts(redis, [(concert, seats, 100)])
+    finally:
+        await redis.aclose()
+    return concert
 
 
 def settings(redis_url: str, **env: str) -> QueueSettings:

@@ -6,7 +6,7 @@ from typing import cast
 
 import pytest
 
-from perf.report import build_report, fmt_rate, fmt_success, main, render
+from perf.report import build_report, fmt_rate, fmt_success, main, render, section_failures
 from perf.results import Results
 
 SAMPLE = Path(__file__).parent / "data" / "perf_results_sample.json"
@@ -113,10 +113,10 @@ class TestTheReportFile:
         assert "  - seats_sold_twice: 0" in spike
         assert "  - queue_wait_samples_s: 40 values (min 0.1 s, median 1.1 s, max 3.1 s)" in spike
 
-    def test_names_the_failure_tests(self, built: tuple[Path, str]) -> None:
-        failures = section(built[1], 7)
-        assert "`tests/integration/test_queue_service.py`" in failures
-        assert "`tests/integration/test_pipeline.py`" in failures
+    def test_without_a_chaos_run_the_failure_section_says_how_to_get_one(
+        self, built: tuple[Path, str]
+    ) -> None:
+        assert "run `make chaos`" in section(built[1], 7)
 
     def test_is_rebuilt_next_to_a_results_file_from_the_command_line(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -370,3 +370,32 @@ class TestNumberFormats:
         assert fmt_success(0.999999) == ">99.99 %"
         assert fmt_success(1.0) == "100.00 %"
         assert fmt_success(0.9995) == "99.95 %"
+
+
+class TestFailureSection:
+    def test_the_failure_section_is_the_chaos_runs_figures_not_prose(self) -> None:
+        case = {
+            "case": "kill-queue",
+            "what": "SIGKILL of the queue service",
+            "fault": {"away_s": 1.5},
+            "error_window_s": 1.2,
+            "refused_503": 3,
+            "no_answer": 40,
+            "server_errors_5xx": 0,
+            "accepted_202": 99,
+            "accepted_lost": 0,
+            "tokens_acknowledged": 120,
+            "tokens_lost": 2,
+            "tokens_lost_users": ["fan-1", "fan-7"],
+            "tokens_may_be_lost": "a reason",
+            "recovered_after_s": 1.4,
+            "checks": {"no seat sold twice": [], "every 202 reaches a terminal status": ["r1"]},
+            "refused_by_code": {"unavailable": 3},
+            "gave_up": {},
+        }
+        lines = section_failures({"run_id": "t-chaos", "smoke": False, "cases": [case]})
+        text = "\n".join(lines)
+        assert "`kill-queue`" in text and "1.2 s" in text and "120 (2)" in text
+        assert "BROKEN: every 202 reaches a terminal status" in text
+        assert "fan-1, fan-7" in text and "a reason" in text
+        assert "No `make chaos` run" in "\n".join(section_failures(None))

@@ -111,6 +111,15 @@ class TestTheWaiters:
         await asyncio.gather(*(waiters.wait(f"r{n}", 0.01) for n in range(50)))
         assert len(waiters) == 0 and waiters._by_id == {}
 
+    async def test_draining_wakes_every_waiter_at_once(self) -> None:
+        waiters = Waiters()
+        waiting = [asyncio.create_task(waiters.wait(f"r{n}", 5.0)) for n in range(3)]
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        waiters.drain()
+        await asyncio.gather(*waiting)
+        assert time.monotonic() - started < 1.0 and waiters.draining and len(waiters) == 0
+
 
 class TestTheHoldSweeper:
     def test_hands_out_each_due_hold_once_in_deadline_order(self) -> None:

@@ -1,7 +1,7 @@
 import pytest
 
 from services.queue.settings import QueueSettings
-from shared.settings import Env, InfraSettings, SettingsError
+from shared.settings import Env, InfraSettings, SettingsError, describe, mask_url
 
 IDENTITY = {"IDENTITY_JWT_SECRET": "site-login-key-" + "k" * 32}
 
@@ -88,3 +88,22 @@ class TestSettings:
 
     def test_an_admission_rate_of_zero_closes_the_gate(self) -> None:
         assert queue(QUEUE_ADMIT_PER_S="0").admit_burst == 0
+
+
+class TestLoggedSettings:
+    def test_no_secret_and_no_password_inside_a_url_reaches_the_log(self) -> None:
+        env = Env(
+            {
+                "APP_ENV": "test",
+                "REDIS_URL": "redis+sentinel://:hunter2-pw@127.0.0.1:26379,127.0.0.1:26380/m/0",
+                "QUEUE_TOKEN_SECRET": "q" * 40,
+                "IDENTITY_JWT_SECRET": "i" * 40,
+            }
+        )
+        logged = repr(describe(QueueSettings.from_env(env)))
+        assert "hunter2-pw" not in logged and "q" * 40 not in logged and "i" * 40 not in logged
+        assert "redis+sentinel://:***@127.0.0.1:26379,127.0.0.1:26380/m/0" in logged
+
+    def test_a_url_without_a_password_is_logged_as_it_is(self) -> None:
+        assert mask_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+        assert mask_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"

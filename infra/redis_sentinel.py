@@ -1,0 +1,131 @@
+"""Redis with Sentinel on loopback, from Debian's `redis-server` and `redis-sentinel`: one primary,
+two replicas and three sentinels (quorum 2), optionally behind a password. Used by the Sentinel
+tests and `make chaos`; the services reach it with `REDIS_URL=redis+sentinel://...` unchanged.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import redis
+from redis.sentinel import Sentinel
+
+from infra.embedded import READY_TIMEOUT_S, Server, start_redis, start_server
+from infra.processes import free_port, stop_all, wait_until
+
+SERVICE = "ticketing"
+DOWN_AFTER_MS = 1000  # a primary silent this long is down (the failover's detection time)
+FAILOVER_TIMEOUT_MS = 5000
+
+
+@dataclass
+class SentinelGroup:
+    redis: list[Server]  # the data nodes; redis[0] started as the primary
+    sentinels: list[Server]
+    password: str | None = None
+    workdir: Path = field(default_factory=Path)
+
+    @property
+    def url(self) -> str:
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        nodes = ",".join(s.address for s in self.sentinels)
+        return f"redis+sentinel://{auth}{nodes}/{SERVICE}/0"
+
+    def primary_port(self) -> int:
+        """The port of the node the sentinels name as primary now."""
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            [("127.0.0.1", s.port) for s in self.sentinels],
+            sentinel_kwargs={"password": self.password, "socket_timeout": 0.5},
+            socket_timeout=0.5,
+        )
+        return int(sentinel.discover_master(SERVICE)[1])  # type: ignore[no-untyped-call]
+
+    def primary(self) -> Server:
+        port = self.primary_port()
+        return next(s for s in self.redis if s.port == port)
+
+    def replicas_online(self) -> int:
+        client = redis.Redis(port=self.primary_port(), password=self.password, socket_timeout=1)
+        try:
+            return int(client.info("replication")["connected_slaves"])
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        stop_all([s.proc for s in self.sentinels + self.redis])
+
+
+def sentinel_binary() -> str:
+    path = shutil.which("redis-sentinel")
+    if path is None:
+        raise RuntimeError(
+            "redis-sentinel not found: install Debian's redis-sentinel "
+            "(make deps does: apt-get install -y redis-sentinel)"
+        )
+    return path
+
+
+def start_sentinel_group(workdir: Path, password: str | None = None) -> SentinelGroup:
+    auth = ["--requirepass", password, "--masterauth", password] if password else []
+    primary = start_redis(workdir / "redis-0", extra_args=auth, name="redis primary")
+    nodes = [primary]
+    group = SentinelGroup(nodes, [], password, workdir)
+    try:
+        for i in (1, 2):
+            replica_of = ["--replicaof", "127.0.0.1", str(primary.port)]
+            nodes.append(
+                start_redis(
+                    workdir / f"redis-{i}", extra_args=[*auth, *replica_of], name=f"redis {i}"
+                )
+            )
+        for i in range(3):
+            group.sentinels.append(
+                _start_sentinel(workdir / f"sentinel-{i}", primary.port, password)
+            )
+        wait_until(
+            lambda: _replicas(primary.port, password) == 2,
+            timeout=READY_TIMEOUT_S,
+            what="redis replicas in sync",
+        )
+        return group
+    except Exception:
+        group.stop()
+        raise
+
+
+def _replicas(port: int, password: str | None) -> int:
+    client = redis.Redis(port=port, password=password, socket_timeout=1)
+    try:
+        return int(client.info("replication")["connected_slaves"])
+    except redis.RedisError:
+        return 0
+    finally:
+        client.close()
+
+
+def _start_sentinel(workdir: Path, primary_port: int, password: str | None) -> Server:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    lines = [
+        "bind 127.0.0.1",
+        f"port {port}",
+        f"dir {workdir}",
+        f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2",
+        f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
+        f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
+        f"sentinel parallel-syncs {SERVICE} 1",
+    ]
+    if password:  # the data nodes', the sentinels' own, and between sentinels
+        lines += [
+            f"sentinel auth-pass {SERVICE} {password}",
+            f"requirepass {password}",
+            f"sentinel sentinel-pass {password}",
+        ]
+    config = workdir / "sentinel.conf"  # rewritten by the sentinel as it learns the topology
+    config.write_text("\n".join(lines) + "\n")
+    config.chmod(0o600)
+    argv = [sentinel_binary(), str(config)]
+    return start_server("redis sentinel", port, argv, workdir / "sentinel.log")

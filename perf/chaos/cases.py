@@ -1,0 +1,382 @@
+"""The failure cases: a topology, one fault injected under steady load, and what it measured.
+
+A fault is an async function of the running topology; it returns its own figures (how long a
+process was away, how long the failover took). `run_case` drives the load, injects the fault,
+checks the invariants and returns the case's figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from infra.processes import kill
+from perf.chaos.fans import Answer, Fans, Ledger
+from perf.chaos.invariants import TOKENS_CHECK, check
+from perf.chaos.topology import HOLD_S, Running, running
+from perf.scenarios import post_concert
+from shared.identity import mint
+from shared.topics import partitions_of
+
+Fault = Callable[[Running], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Size:
+    fans_per_s: float
+    seconds: float
+    fault_at_s: float
+
+
+FULL = Size(fans_per_s=40, seconds=40, fault_at_s=10)
+SMOKE = Size(fans_per_s=15, seconds=12, fault_at_s=4)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    topology: str
+    what: str
+    fault: Fault
+    env: dict[str, str] = field(default_factory=dict)
+    # Why this fault can lose queue tokens the fans were told about: then the tokens lost are a
+    # measured figure (which and how many) rather than a broken invariant.
+    may_lose_tokens: str = ""
+
+
+ASYNC_REPLICATION = (
+    "Redis replicates asynchronously: an entry answered just before the kill may not have "
+    "reached the replica that is promoted"
+)
+AOF_EVERY_SECOND = (
+    "the append-only file is synced once a second: up to a second of entries answered before "
+    "a SIGKILL of Redis is not on disk"
+)
+
+
+# ---------------------------------------------------------------- faults
+
+
+def kill_service(name: str) -> Fault:
+    async def fault(env: Running) -> dict[str, Any]:
+        killed = time.monotonic()
+        for proc in env.service(name).procs:
+            await asyncio.to_thread(kill, proc)
+        await asyncio.sleep(1.0)  # the supervisor restarts it after its 0.5 s backoff
+        await env.until_ready(name)
+        return {"away_s": round(time.monotonic() - killed, 1)}
+
+    return fault
+
+
+def terminate_service(name: str) -> Fault:
+    """SIGTERM: the service drains (shared/serving.py) and exits by itself; the supervisor
+    starts it again. Checked: /readyz answers 503 before the listener closes, a long-poll in
+    flight (reservation) is answered, and the exit is clean."""
+
+    async def fault(env: Running) -> dict[str, Any]:
+        service = env.service(name)
+        (proc,) = service.procs
+        long_poll = await _long_poll_in_flight(env) if name == "reservation" else None
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGTERM)
+        readiness: list[int] = []  # /readyz answers until the listener closed
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while proc.poll() is None:
+                readiness.append(await _status(http, service.url + "/readyz"))
+                if readiness[-1] == 0:
+                    break
+                await asyncio.sleep(0.05)
+        await asyncio.to_thread(proc.wait, 30)
+        drained_in = time.monotonic() - started
+        figures: dict[str, Any] = {
+            "drained_in_s": round(drained_in, 1),
+            "not_ready_for_s": round(0.05 * readiness.count(503), 1),
+            "exit_code": proc.returncode,
+        }
+        violations = []
+        # The signal takes a moment to be handled: 200s may come first, but once not ready it
+        # must stay so, and say so before the listener closes.
+        first_503 = readiness.index(503) if 503 in readiness else None
+        if first_503 is None or 200 in readiness[first_503:]:
+            violations.append(f"/readyz answered {readiness} after SIGTERM: not 503 until closed")
+        if proc.returncode != 0:
+            violations.append(f"exit code {proc.returncode} after SIGTERM")
+        if long_poll is not None:
+            status, after_s = await long_poll
+            figures["long_poll"] = {"status": status, "answered_after_s": round(after_s, 1)}
+            if status != 200 or after_s > 1.0:
+                violations.append(f"long-poll answered {status} {after_s:.1f} s after SIGTERM")
+        await asyncio.sleep(1.0)
+        await env.until_ready(name)
+        figures["away_s"] = round(time.monotonic() - started, 1)
+        return figures | {"violations": violations}
+
+    return fault
+
+
+async def _status(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None
+) -> int:
+    try:
+        async with http.get(url, headers=headers) as r:
+            return r.status
+    except (aiohttp.ClientError, TimeoutError):
+        return 0
+
+
+async def _long_poll_in_flight(env: Running) -> asyncio.Task[tuple[int, float]]:
+    """A held reservation of a concert of its own, long-polled (`seen=held`, 10 s) from now:
+    the task gives the poll's status and how long after it started it was answered."""
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    try:
+        concert = await create_concert(env, http, 1)
+        user = "drain-probe"
+        login = {"Authorization": f"Bearer {mint(env.stack.env['IDENTITY_JWT_SECRET'], user)}"}
+        async with http.post(
+            env.urls["queue"] + "/v1/queue/tokens", json={"concert_id": concert}, headers=login
+        ) as r:
+            token = (await r.json())["token"]
+        for _ in range(100):  # admitted within a tick of the open gate
+            async with http.get(env.urls["queue"] + f"/v1/queue/tokens/{token}") as r:
+                if (await r.json()).get("status") == "active":
+                    break
+            await asyncio.sleep(0.05)
+        auth = {"Queue-Token": token}
+        body = {"concert_id": concert, "seat_id": "1", "user_id": user}
+        async with http.post(
+            env.urls["reservation"] + "/v1/reservations?wait_ms=5000", json=body, headers=auth
+        ) as r:
+            answer = await r.json()
+        if answer.get("status") != "held":
+            raise RuntimeError(f"drain probe: no held reservation: {answer}")
+        url = f"{env.urls['reservation']}/v1/reservations/{answer['reservation_id']}"
+    except BaseException:
+        await http.close()
+        raise
+
+    async def poll() -> tuple[int, float]:
+        sent = time.monotonic()
+        try:
+            status = await _status(http, f"{url}?wait_ms=10000&seen=held", auth)
+        finally:
+            await http.close()
+        return status, time.monotonic() - sent
+
+    task = asyncio.create_task(poll())
+    await asyncio.sleep(0.3)  # in flight before the signal
+    return task
+
+
+async def redis_restart(env: Running) -> dict[str, Any]:
+    """SIGKILL Redis, start it again on its data (append-only file, fsync every second)."""
+    (redis,) = [s for s in env.stack.servers if s.name == "redis"]
+    started = time.monotonic()
+    await asyncio.to_thread(redis.kill)
+    await asyncio.sleep(2.0)
+    await asyncio.to_thread(redis.restart)
+    return {"away_s": round(time.monotonic() - started, 1)}
+
+
+async def sentinel_failover(env: Running) -> dict[str, Any]:
+    """SIGKILL the primary; the sentinels promote a replica. The old primary comes back later
+    and rejoins as a replica."""
+    group = env.sentinel
+    assert group is not None
+    old = group.primary()
+    started = time.monotonic()
+    await asyncio.to_thread(old.kill)
+    while True:
+        try:
+            port = await asyncio.to_thread(group.primary_port)
+        except Exception:  # sentinels busy electing: ask again
+            port = old.port
+        if port != old.port:
+            break
+        if time.monotonic() - started > 60:
+            raise RuntimeError("no failover within 60 s")
+        await asyncio.sleep(0.1)
+    failover_s = time.monotonic() - started
+    await asyncio.sleep(5.0)
+    await asyncio.to_thread(old.restart)
+    return {"failover_s": round(failover_s, 1), "old_primary_back_after_s": 5.0}
+
+
+async def kafka_leader_down(env: Running) -> dict[str, Any]:
+    """SIGKILL the node leading the first partition of reservation.requested; back after 10 s."""
+    leader = await _leader_of(env.brokers, "reservation.requested", 0)
+    node = env.stack.brokers[leader - 1]
+    started = time.monotonic()
+    await asyncio.to_thread(node.kill)
+    await asyncio.sleep(10.0)
+    await asyncio.to_thread(node.restart)
+    return {"node": leader, "back_after_s": round(time.monotonic() - started, 1)}
+
+
+async def kafka_two_down(env: Running) -> dict[str, Any]:
+    """Two of three nodes SIGKILLed (below min.insync.replicas): back after 5 s."""
+    down = env.stack.brokers[1:]
+    started = time.monotonic()
+    await asyncio.gather(*(asyncio.to_thread(n.kill) for n in down))
+    await asyncio.sleep(5.0)
+    for node in down:
+        await asyncio.to_thread(node.restart)
+    return {"back_after_s": round(time.monotonic() - started, 1)}
+
+
+async def _leader_of(brokers: str, topic: str, partition: int) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    await partitions_of(brokers, topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    (state,) = [p for p in described["partitions"] if p["partition"] == partition]
+    return int(state["leader"])
+
+
+CASES: tuple[Case, ...] = (
+    *(
+        Case(f"kill-{name}", "single", f"SIGKILL of the {name} service", kill_service(name))
+        for name in ("queue", "reservation", "payment", "seat_projection")
+    ),
+    *(
+        Case(
+            f"terminate-{name}", "single", f"SIGTERM of the {name} service", terminate_service(name)
+        )
+        for name in ("queue", "reservation", "payment", "seat_projection")
+    ),
+    Case(
+        "redis-restart",
+        "single",
+        "SIGKILL of Redis, restarted on its data",
+        redis_restart,
+        may_lose_tokens=AOF_EVERY_SECOND,
+    ),
+    Case(
+        "sentinel-failover",
+        "sentinel",
+        "SIGKILL of the Redis primary under Sentinel",
+        sentinel_failover,
+        may_lose_tokens=ASYNC_REPLICATION,
+    ),
+    Case(
+        "sentinel-failover-wait",
+        "sentinel",
+        "the same, with token writes waiting for a replica (QUEUE_WAIT_REPLICAS=1)",
+        sentinel_failover,
+        {"QUEUE_WAIT_REPLICAS": "1"},
+    ),
+    Case("kafka-leader-down", "kafka3", "SIGKILL of a partition leader", kafka_leader_down),
+    Case("kafka-two-down", "kafka3", "two of three Kafka nodes SIGKILLed", kafka_two_down),
+)
+BY_NAME = {case.name: case for case in CASES}
+
+
+# ---------------------------------------------------------------- running one case
+
+
+async def create_concert(env: Running, http: aiohttp.ClientSession, seats: int) -> str:
+    admin = env.stack.env["ADMIN_TOKEN"]
+    return await post_concert(http, env.urls["reservation"], admin, seats, "chaos")
+
+
+async def run_case(case: Case, workdir: Path, size: Size) -> dict[str, Any]:
+    async with running(case.topology, workdir, case.env) as env:
+        connector = aiohttp.TCPConnector(limit=500)
+        timeout = aiohttp.ClientTimeout(total=15)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            seats = int(size.fans_per_s * size.seconds) // 2
+            ledger = Ledger(await create_concert(env, http, seats), seats)
+            fans = Fans(http, env.urls, env.stack.env["IDENTITY_JWT_SECRET"], ledger)
+            load = asyncio.create_task(fans.steady(size.fans_per_s, size.seconds))
+            try:
+                await asyncio.sleep(max(0.0, size.fault_at_s - fans.now()))
+                injected_at = fans.now()
+                fault_figures = await case.fault(env)
+                await load
+            finally:
+                load.cancel()
+            fault_violations = fault_figures.pop("violations", [])
+            load_s = fans.now()
+            verdict = await check(http, env.urls, env.brokers, ledger, bound_s=HOLD_S + 60)
+            if fault_violations:
+                verdict.violations["the fault's own checks"] = fault_violations
+            if case.may_lose_tokens:  # measured and named below, not silently gone
+                verdict.violations[TOKENS_CHECK] = []
+    return figures(case, size, ledger, injected_at, load_s, fault_figures, verdict) | {
+        "supervisor": env.log
+    }
+
+
+def latencies(answers: list[Answer]) -> dict[str, list[float]]:
+    """p50 and p99 (ms) of the answered requests of each step (what a token write costs with
+    QUEUE_WAIT_REPLICAS is the `enter` row)."""
+    by_op: dict[str, list[float]] = {}
+    for a in answers:
+        if a.status and a.status < 500:
+            by_op.setdefault(a.op, []).append(a.ms)
+    out = {}
+    for op, values in by_op.items():
+        values.sort()
+        out[op] = [round(values[len(values) // 2], 1), round(values[int(len(values) * 0.99)], 1)]
+    return out
+
+
+def figures(
+    case: Case,
+    size: Size,
+    ledger: Ledger,
+    injected_at: float,
+    load_s: float,
+    fault: dict[str, Any],
+    verdict: Any,
+) -> dict[str, Any]:
+    answers = ledger.answers
+    failed = [a for a in answers if a.failed and a.t >= injected_at - 0.5]
+    window = (failed[-1].t - failed[0].t) if failed else 0.0
+    refused = Counter(a.code or "unavailable" for a in answers if a.status == 503)
+    lost_202 = verdict.violations["every 202 reaches a terminal status"]
+    return {
+        "case": case.name,
+        "what": case.what,
+        "topology": case.topology,
+        "env": case.env,
+        "load": {"fans_per_s": size.fans_per_s, "seconds": size.seconds},
+        "fault_at_s": round(injected_at, 1),
+        "fault": fault,
+        "requests": len(answers),
+        "refused_503": sum(refused.values()),
+        "refused_by_code": dict(refused),
+        "no_answer": sum(1 for a in answers if a.status == 0),
+        "server_errors_5xx": sum(1 for a in answers if a.status >= 500 and a.status != 503),
+        "error_window_s": round(window, 1),
+        "recovered_after_s": round(failed[-1].t - injected_at, 1) if failed else 0.0,
+        "latency_ms": latencies(answers),
+        "fans": int(size.fans_per_s * size.seconds),
+        "gave_up": ledger.gave_up,
+        "tokens_acknowledged": len(ledger.tokens),
+        "tokens_lost": len(verdict.tokens_lost),
+        "tokens_lost_users": verdict.tokens_lost[:20],
+        "tokens_may_be_lost": case.may_lose_tokens,
+        "accepted_202": len(ledger.accepted),
+        "paid_202": len(ledger.paid),
+        "confirmed": verdict.confirmed,
+        "accepted_lost": len(lost_202),
+        "terminal_after_s": verdict.terminal_after_s,
+        "load_s": round(load_s, 1),
+        "checks": {name: v[:10] for name, v in verdict.violations.items()},
+        "holds": verdict.holds,
+    }
