@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue bench-queue-workers bench-reservation perf perf-queue perf-reservation perf-spike perf-soak perf-idle perf-smoke chaos chaos-smoke clean
+.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue bench-queue-workers bench-reservation perf perf-queue perf-reservation perf-spike perf-soak perf-idle perf-smoke chaos chaos-smoke test-redis-cluster clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test-unit: deps ## Unit tests only (no servers)
 
 test-integration: deps ## Integration tests (real Redis and broker, started for the session)
 	$(PYTEST) tests/integration
+
+test-redis-cluster: deps ## The integration suite against a Redis Cluster (3 primaries, 3 replicas)
+	REDIS_TOPOLOGY=cluster $(PYTEST) tests/integration
 
 test-e2e: deps ## End-to-end tests through make run's start-up path
 	$(PYTEST) tests/e2e

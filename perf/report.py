@@ -566,7 +566,8 @@ def section_failures(chaos: Mapping[str, Any] | None) -> list[str]:
             "of each service).",
             "",
         ]
-    return failure_section(chaos)
+    plots = {c["case"]: f"chaos-{c['case']}.png" for c in chaos["cases"] if c.get("timeline")}
+    return failure_section(chaos, plots=plots, plot_dir=f"../{chaos['run_id']}/")
 
 
 # ---------------------------------------------------------------- comparison

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -26,9 +27,11 @@ from faust.transport.drivers.aiokafka import (
 from shared.events import Message, UnknownMessage, decode
 from shared.faust_compat import keep_queued_messages_on_resume, read_offset
 from shared.kafka_compat import batch_fetches, pace_fetches
+from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.settings import InfraSettings, SettingsError, describe
 from shared.stream_metrics import StreamMetrics
 from shared.topics import changelog_configs, ensure_topics
+from shared.worker_lease import RENEW_EVERY_S, WorkerIdTaken, claim, renew
 
 
 class IdempotentProducer(Producer):
@@ -218,7 +221,38 @@ def faust_main(
         print(f"{name}: bad setting: {exc}", file=sys.stderr)
         return 2
     print(f"{name}: starting with {describe(settings)}", file=sys.stderr, flush=True)
-    return run_worker(create_app(settings), settings.infra)
+    try:
+        asyncio.run(claim_worker_id(name, settings.infra))
+    except WorkerIdTaken as exc:
+        print(f"{name}: {exc}", file=sys.stderr, flush=True)
+        return 2
+    app = create_app(settings)
+    keep_worker_id(app, name, settings.infra)
+    return run_worker(app, settings.infra)
+
+
+async def claim_worker_id(name: str, infra: InfraSettings) -> None:
+    """This worker's FAUST_WORKER_ID lease (shared/worker_lease.py), before it joins its group."""
+    client = create_redis(infra.redis_address, socket_timeout=2.0, max_connections=1)
+    try:
+        await claim(client, name, infra.faust_worker_id)
+    finally:
+        await client.aclose()
+
+
+def keep_worker_id(app: faust.App, name: str, infra: InfraSettings) -> None:
+    """Renew the lease while the worker runs; exit loudly if another worker took the id."""
+    client = create_redis(infra.redis_address, socket_timeout=2.0, max_connections=2)
+
+    @app.timer(interval=RENEW_EVERY_S, on_leader=False)  # type: ignore[untyped-decorator]
+    async def renew_worker_id() -> None:
+        try:
+            await renew(client, name, infra.faust_worker_id)
+        except WorkerIdTaken as exc:
+            log.critical("%s: %s: stopping", name, exc)
+            os._exit(3)  # two workers with one id must not both run, not even for a moment
+        except UNAVAILABLE_ERRORS:
+            pass  # Redis away: the lease is renewed (or taken again) once it is back
 
 
 def run_worker(app: faust.App, infra: InfraSettings) -> int:

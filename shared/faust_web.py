@@ -8,6 +8,7 @@ service: the same error envelope, middlewares and /metrics.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 
 from shared.aiohttp_compat import json_protocol_errors
-from shared.http import MAX_BODY_BYTES, error_middleware, json_response
+from shared.http import MAX_BODY_BYTES, error_middleware, json_response, publish_openapi
 from shared.metrics import HttpMetrics
 from shared.serving import DRAIN, SHUTDOWN_TIMEOUT_S, Drain
 
@@ -50,7 +51,7 @@ Probe = Callable[[], Awaitable[object]]
 
 
 def service_app(
-    registry: CollectorRegistry, *, drain_s: float, ready: Probe | None = None
+    registry: CollectorRegistry, *, drain_s: float, openapi: Path, ready: Probe | None = None
 ) -> web.Application:
     """An aiohttp app with the project's middlewares, /healthz, /readyz and /metrics; a Faust
     worker serves it only after recovery, so /readyz also checks `ready` (e.g. a Redis ping),
@@ -75,4 +76,5 @@ def service_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", http_metrics.handler)
+    publish_openapi(app, openapi)
     return app

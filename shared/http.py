@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -68,6 +69,45 @@ def query_int(request: web.Request, name: str, *, default: int, low: int, high: 
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
         raise InvalidRequest(f"{name} must be an integer from {low} to {high}", field=name)
     return int(raw)
+
+
+def routes_of(app: web.Application) -> set[str]:
+    """`METHOD /path` for every route the app serves (HEAD, which aiohttp adds to GETs, aside)."""
+    return {
+        f"{route.method} {route.resource.canonical}"
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+
+
+def documented_routes(doc: dict[str, Any]) -> set[str]:
+    return {
+        f"{method.upper()} {path}"
+        for path, item in doc["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+
+
+def publish_openapi(app: web.Application, path: Path) -> None:
+    """Serve the OpenAPI document at `path` as /openapi.json; the app refuses to start when the
+    document and its routes differ, so what a client reads is what the service serves."""
+    doc = orjson.loads(path.read_bytes())
+    body = orjson.dumps(doc)
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    async def check(app: web.Application) -> None:
+        served, documented = routes_of(app), documented_routes(doc)
+        if served != documented:
+            raise RuntimeError(
+                f"{path} does not match the routes: undocumented {sorted(served - documented)}, "
+                f"not served {sorted(documented - served)}"
+            )
+
+    app.router.add_get("/openapi.json", openapi)
+    app.on_startup.append(check)
 
 
 @web.middleware

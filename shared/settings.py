@@ -117,6 +117,11 @@ class InfraSettings:
     shutdown_drain_s: float
 
     @property
+    def redis_address(self) -> str:
+        """REDIS_URL, or the embedded dev Redis's default address when it is empty."""
+        return self.redis_url or "redis://127.0.0.1:6379/0"
+
+    @property
     def static_membership(self) -> bool:
         """Static group membership (KIP-345), off by default on Kafka, measured (README):
 

@@ -1,6 +1,7 @@
 """Session-wide real servers: one Redis and one Apache Kafka broker on free loopback ports.
 
 REDIS_URL / KAFKA_BROKERS in the environment point the suite at existing servers instead;
+REDIS_TOPOLOGY=cluster starts a Redis Cluster (three primaries, three replicas) for it;
 KAFKA_BROKER_IMPL=noida runs it on the noida-db fallback. Tests that stop or kill a server start
 their own private one; the failure matrix (tests/chaos) starts the topologies it needs.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from infra.embedded import Server, start_brokers, start_redis
+from infra.redis_cluster import start_redis_cluster
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +29,13 @@ def workdir() -> Iterator[Path]:
 def redis_url(workdir: Path) -> Iterator[str]:
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
+        return
+    if os.environ.get("REDIS_TOPOLOGY") == "cluster":  # make test-redis-cluster
+        cluster = start_redis_cluster(workdir / "redis-cluster")
+        try:
+            yield cluster.url
+        finally:
+            cluster.stop()
         return
     server = start_redis(workdir / "redis")
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from perf.chaos.cases import BY_NAME, CASES, FULL, SMOKE, run_case
-from perf.chaos.report import failure_section
+from perf.chaos.report import failure_section, plot_timelines
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "perf" / "reports"
@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             for v in violations:
                 print(f"    {name}: {v}", flush=True)
     (out / "chaos.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "chaos.md").write_text("\n".join(failure_section(results, "# Failure cases")) + "\n")
+    plots = plot_timelines(results, out)
+    section = failure_section(results, "# Failure cases", plots)
+    (out / "chaos.md").write_text("\n".join(section) + "\n")
     latest = REPORTS / ("latest-chaos-smoke" if args.smoke else "latest-chaos")
     if latest.is_symlink() or latest.exists():
         latest.unlink()

@@ -19,9 +19,11 @@ from typing import Any
 
 import aiohttp
 
-from infra.processes import kill
+from infra.embedded import Server
+from infra.processes import free_port, kill
 from perf.chaos.fans import Answer, Fans, Ledger
 from perf.chaos.invariants import TOKENS_CHECK, check
+from perf.chaos.timeline import Timeline, per_second
 from perf.chaos.topology import HOLD_S, Running, running
 from perf.scenarios import post_concert
 from shared.identity import mint
@@ -193,22 +195,62 @@ async def sentinel_failover(env: Running) -> dict[str, Any]:
     group = env.sentinel
     assert group is not None
     old = group.primary()
+
+    def moved_on() -> bool:
+        try:
+            return group.primary_port() != old.port
+        except Exception:  # sentinels busy electing: not yet
+            return False
+
+    return await fail_over(old, moved_on)
+
+
+async def cluster_primary_down(env: Running) -> dict[str, Any]:
+    """SIGKILL the Redis Cluster primary serving the case's concert (all its keys share one
+    slot); its replica takes over after the node timeout."""
+    cluster = env.cluster
+    assert cluster is not None
+    key = f"q:{{{env.concert}}}:seq"
+    old = await asyncio.to_thread(cluster.primary_of, key)
+    return await fail_over(old, lambda: cluster.primary_of(key) is not old and cluster.healthy())
+
+
+async def fail_over(old: Server, moved_on: Callable[[], bool]) -> dict[str, Any]:
+    """SIGKILL `old`, wait until `moved_on()` says another node serves, then start `old` again
+    5 s later (it rejoins as a replica)."""
     started = time.monotonic()
     await asyncio.to_thread(old.kill)
-    while True:
-        try:
-            port = await asyncio.to_thread(group.primary_port)
-        except Exception:  # sentinels busy electing: ask again
-            port = old.port
-        if port != old.port:
-            break
+    while not await asyncio.to_thread(moved_on):
         if time.monotonic() - started > 60:
-            raise RuntimeError("no failover within 60 s")
+            raise RuntimeError(f"no failover from {old.name} within 60 s")
         await asyncio.sleep(0.1)
     failover_s = time.monotonic() - started
     await asyncio.sleep(5.0)
     await asyncio.to_thread(old.restart)
     return {"failover_s": round(failover_s, 1), "old_primary_back_after_s": 5.0}
+
+
+async def scale_reservation(env: Running) -> dict[str, Any]:
+    """A second reservation worker joins (FAUST_WORKER_ID=1), serves for 10 s, then is stopped
+    with SIGTERM: two rebalances under load, the seats' partitions moving there and back."""
+    started = time.monotonic()
+    second = await asyncio.to_thread(
+        env.stack.start_service,
+        "reservation",
+        port=free_port(),
+        extra_env={"FAUST_WORKER_ID": "1"},
+    )
+    joined_s = time.monotonic() - started
+    await asyncio.sleep(10.0)
+    env.stack.services.remove(second)
+    (proc,) = second.procs
+    os.killpg(proc.pid, signal.SIGTERM)
+    await asyncio.to_thread(proc.wait, 30)
+    return {
+        "second_ready_after_s": round(joined_s, 1),
+        "second_stopped_after_s": round(time.monotonic() - started, 1),
+        "second_exit_code": proc.returncode,
+    }
 
 
 async def kafka_leader_down(env: Running) -> dict[str, Any]:
@@ -279,6 +321,19 @@ CASES: tuple[Case, ...] = (
         sentinel_failover,
         {"QUEUE_WAIT_REPLICAS": "1"},
     ),
+    Case(
+        "cluster-primary-down",
+        "cluster",
+        "SIGKILL of the Redis Cluster primary serving the concert",
+        cluster_primary_down,
+        may_lose_tokens=ASYNC_REPLICATION,
+    ),
+    Case(
+        "scale-reservation",
+        "single",
+        "reservation workers scaled 1 -> 2 -> 1",
+        scale_reservation,
+    ),
     Case("kafka-leader-down", "kafka3", "SIGKILL of a partition leader", kafka_leader_down),
     Case("kafka-two-down", "kafka3", "two of three Kafka nodes SIGKILLed", kafka_two_down),
 )
@@ -300,7 +355,10 @@ async def run_case(case: Case, workdir: Path, size: Size) -> dict[str, Any]:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             seats = int(size.fans_per_s * size.seconds) // 2
             ledger = Ledger(await create_concert(env, http, seats), seats)
+            env.concert = ledger.concert
             fans = Fans(http, env.urls, env.stack.env["IDENTITY_JWT_SECRET"], ledger)
+            timeline = Timeline(env.brokers)
+            sampler = asyncio.create_task(timeline.sample(fans.now))
             load = asyncio.create_task(fans.steady(size.fans_per_s, size.seconds))
             try:
                 await asyncio.sleep(max(0.0, size.fault_at_s - fans.now()))
@@ -309,6 +367,7 @@ async def run_case(case: Case, workdir: Path, size: Size) -> dict[str, Any]:
                 await load
             finally:
                 load.cancel()
+                sampler.cancel()
             fault_violations = fault_figures.pop("violations", [])
             load_s = fans.now()
             verdict = await check(http, env.urls, env.brokers, ledger, bound_s=HOLD_S + 60)
@@ -317,7 +376,12 @@ async def run_case(case: Case, workdir: Path, size: Size) -> dict[str, Any]:
             if case.may_lose_tokens:  # measured and named below, not silently gone
                 verdict.violations[TOKENS_CHECK] = []
     return figures(case, size, ledger, injected_at, load_s, fault_figures, verdict) | {
-        "supervisor": env.log
+        "supervisor": env.log,
+        "timeline": {
+            "t": timeline.t,
+            "reservation_lag": timeline.lag,
+            "flows_done_per_s": per_second(ledger.flows_done, load_s),
+        },
     }
 
 

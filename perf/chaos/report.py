@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 COLUMNS = (
@@ -41,7 +42,43 @@ def case_row(c: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def failure_section(results: Mapping[str, Any], title: str = "## 7. Failure cases") -> list[str]:
+def plot_timelines(results: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
+    """One PNG per case: flows finished per second and the reservation group's lag over the
+    case, the fault marked. -> case name: file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    plots: dict[str, str] = {}
+    for c in results["cases"]:
+        tl = c.get("timeline")
+        if not tl or not tl["t"]:
+            continue
+        fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 3.6))
+        top.plot(range(len(tl["flows_done_per_s"])), tl["flows_done_per_s"], color="tab:blue")
+        top.set_ylabel("flows/s")
+        lag = [float("nan") if v is None else v for v in tl["reservation_lag"]]
+        bottom.plot(tl["t"], lag, color="tab:red")
+        bottom.set_ylabel("lag (records)")
+        bottom.set_xlabel("seconds since the load started")
+        for ax in (top, bottom):
+            ax.axvline(c["fault_at_s"], color="grey", linestyle="--", linewidth=1)
+        top.set_title(f"{c['case']}: {c['what']}", fontsize=9)
+        fig.tight_layout()
+        name = f"chaos-{c['case']}.png"
+        fig.savefig(out_dir / name, dpi=80)
+        plt.close(fig)
+        plots[c["case"]] = name
+    return plots
+
+
+def failure_section(
+    results: Mapping[str, Any],
+    title: str = "## 7. Failure cases",
+    plots: Mapping[str, str] | None = None,
+    plot_dir: str = "",
+) -> list[str]:
     cases: Sequence[Mapping[str, Any]] = results["cases"]
     lines = [
         title,
@@ -74,7 +111,9 @@ def failure_section(results: Mapping[str, Any], title: str = "## 7. Failure case
             notes.append(f"settings: {c['env']}")
         if notes:
             lines.append(f"- `{c['case']}`: " + "; ".join(notes) + ".")
-    failed = [c for c in results.get("errors", [])]
-    for e in failed:
+    for e in results.get("errors", []):
         lines.append(f"- `{e['case']}` did not run to the end: {e['error']}")
-    return [*lines, ""]
+    lines.append("")
+    for case, name in (plots or {}).items():
+        lines += [f"![{case}: flows/s and reservation lag]({plot_dir}{name})", ""]
+    return lines

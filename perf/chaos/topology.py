@@ -5,7 +5,9 @@ orchestrator would in production).
 - `single`: one Redis, one Kafka node;
 - `sentinel`: Redis with Sentinel (a primary, two replicas, three sentinels, a password) and one
   Kafka node; the services get `REDIS_URL=redis+sentinel://...` and nothing else changes;
-- `kafka3`: one Redis and three Kafka nodes (replication 3, min.insync.replicas 2).
+- `kafka3`: one Redis and three Kafka nodes (replication 3, min.insync.replicas 2);
+- `cluster`: Redis Cluster (three primaries, three replicas) and one Kafka node; the services get
+  `REDIS_URL=redis+cluster://...`.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.processes import free_port
+from infra.redis_cluster import RedisCluster, start_redis_cluster
 from infra.redis_sentinel import SentinelGroup, start_sentinel_group
 from infra.stack import ServiceProc, Stack, ready
 from infra.supervisor import Supervisor
 
 SERVICES = ("reservation", "payment", "seat_projection", "queue")
-TOPOLOGIES = ("single", "sentinel", "kafka3")
+TOPOLOGIES = ("single", "sentinel", "kafka3", "cluster")
 HOLD_S = 8.0  # an unpaid hold ends this soon, so every 202 is terminal within the check's bound
 
 BASE_ENV = {
@@ -50,6 +53,8 @@ class Running:
     topology: str
     stack: Stack
     sentinel: SentinelGroup | None = None
+    cluster: RedisCluster | None = None
+    concert: str = ""  # the case's concert, once created
     log: list[str] = field(default_factory=list)  # what the supervisor said
 
     @property
@@ -94,6 +99,9 @@ async def running(
                 start_sentinel_group, workdir / "sentinel", secrets.token_urlsafe(16)
             )
             stack.env["REDIS_URL"] = env.sentinel.url
+        if topology == "cluster":
+            env.cluster = await asyncio.to_thread(start_redis_cluster, workdir / "redis-cluster")
+            stack.env["REDIS_URL"] = env.cluster.url
         await asyncio.to_thread(stack.start_infra)
         for name in SERVICES:
             await asyncio.to_thread(stack.start_service, name, port=free_port())
@@ -110,6 +118,8 @@ async def running(
         await asyncio.to_thread(stack.stop)
         if env.sentinel is not None:
             await asyncio.to_thread(env.sentinel.stop)
+        if env.cluster is not None:
+            await asyncio.to_thread(env.cluster.stop)
 
 
 def _watch(supervisor: Supervisor, stop: threading.Event) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -26,6 +27,8 @@ from shared.faust_web import AiohttpServer, service_app
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.stream_metrics import StreamMetrics
 from shared.topics import BY_NAME, PAYMENT, TOPIC_OF, key_of, names
+
+OPENAPI = Path(__file__).with_name("openapi.json")  # served at /openapi.json
 
 log = logging.getLogger(__name__)
 RETRY_S = 0.5
@@ -63,7 +66,7 @@ def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None)
     metrics = StreamMetrics(registry)
     refunds = Counter("payment_refunds_total", "Refunds made", registry=registry)
     redis = create_redis(
-        infra.redis_url or "redis://127.0.0.1:6379/0",
+        infra.redis_address,
         socket_timeout=infra.redis_socket_timeout_s,
         max_connections=infra.redis_max_connections,
     )
@@ -93,7 +96,9 @@ def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None)
                 metrics.produced.labels(name).inc()
                 metrics.decisions.labels(type(result).__name__).inc()
 
-    web_app = service_app(registry, drain_s=infra.shutdown_drain_s, ready=redis.ping)
+    web_app = service_app(
+        registry, drain_s=infra.shutdown_drain_s, openapi=OPENAPI, ready=redis.ping
+    )
 
     async def resources(web_app: web.Application) -> AsyncIterator[None]:
         yield

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -24,6 +25,7 @@ from shared.http import (
     MAX_BODY_BYTES,
     error_middleware,
     json_response,
+    publish_openapi,
     read_json_object,
     require_id,
 )
@@ -198,7 +200,7 @@ def create_app(settings: QueueSettings) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         infra = settings.infra
         redis = create_redis(
-            infra.redis_url or "redis://127.0.0.1:6379/0",
+            infra.redis_address,
             socket_timeout=infra.redis_socket_timeout_s,
             max_connections=infra.redis_max_connections,
         )
@@ -261,4 +263,5 @@ def create_app(settings: QueueSettings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", http_metrics.handler)
+    publish_openapi(app, Path(__file__).with_name("openapi.json"))
     return app

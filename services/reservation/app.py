@@ -48,7 +48,7 @@ def create_app(settings: ReservationSettings) -> faust.App:
     )
     registry = CollectorRegistry()
     redis = create_redis(
-        infra.redis_url or "redis://127.0.0.1:6379/0",
+        infra.redis_address,
         socket_timeout=infra.redis_socket_timeout_s,
         max_connections=infra.redis_max_connections,
     )

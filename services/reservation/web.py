@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -46,6 +47,7 @@ from shared.waiting_room import require_active
 
 CTX = web.AppKey("reservations", Reservations)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+OPENAPI = Path(__file__).with_name("openapi.json")  # served at /openapi.json
 MAX_WAIT_MS = 10_000
 MAX_SEATS = 100_000
 SHED_RETRY_AFTER_S = 5
@@ -412,7 +414,8 @@ def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:
             raise Unavailable("the concert catalog is still being read from the log")
         await ctx.store.ping()
 
-    app = service_app(ctx.registry, drain_s=ctx.settings.infra.shutdown_drain_s, ready=ready)
+    infra = ctx.settings.infra
+    app = service_app(ctx.registry, drain_s=infra.shutdown_drain_s, openapi=OPENAPI, ready=ready)
     app[DRAIN].on_begin(ctx.waiters.drain)  # on SIGTERM every long-poll answers now
     app[CTX] = ctx
 

@@ -7,6 +7,7 @@ tables written only by it: ``seat_to_status`` (``concert|seat`` -> [status, vers
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -25,6 +26,7 @@ from shared.ids import ID_RULE, is_valid_id
 from shared.stream_metrics import StreamMetrics
 from shared.topics import changelog_configs, consumed_by
 
+OPENAPI = Path(__file__).with_name("openapi.json")  # served at /openapi.json
 MAX_LIMIT = 1000
 # Seats looked at per page, at most: a filtered page (?status=) may come back short, with
 # next_after to go on from, so one call never walks a whole 100,000-seat concert.
@@ -124,9 +126,8 @@ def create_app(settings: ProjectionSettings) -> faust.App:
             }
         )
 
-    web_app = service_app(
-        registry, drain_s=infra.shutdown_drain_s
-    )  # served only after table recovery: ready then
+    # Served only after table recovery: ready then.
+    web_app = service_app(registry, drain_s=infra.shutdown_drain_s, openapi=OPENAPI)
     web_app.router.add_get("/v1/concerts/{concert_id}/seats", seats)
     track_consumer_lag(app, metrics)
     app.web_server(AiohttpServer(web_app, settings.host, settings.port))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,7 +18,8 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.embedded import Server
-from infra.processes import free_port, stop
+from infra.processes import free_port, spawn, stop
+from infra.stack import ROOT
 from services.payment.gateway import SimulatedGateway
 from shared.events import SeatHeld
 from shared.redis_client import create_redis
@@ -401,6 +403,25 @@ class TestScaleOut:
         finally:
             p.stack.services.remove(second)
             await asyncio.to_thread(stop, second.procs[0])
+
+    async def test_a_second_worker_with_the_same_worker_id_exits_loudly(
+        self, default_pipeline: Pipeline
+    ) -> None:
+        p = default_pipeline
+        service = p.service("reservation")
+        twin = await asyncio.to_thread(
+            spawn,
+            [sys.executable, "-m", "services.reservation"],
+            env={**service.env, "RESERVATION_PORT": str(free_port())},  # same FAUST_WORKER_ID
+            cwd=ROOT,
+            log=p.stack.workdir / "logs" / "twin.log",
+        )
+        code = await asyncio.to_thread(twin.wait, 60)
+        log = (p.stack.workdir / "logs" / "twin.log").read_text()
+        assert (
+            code == 2 and "FAUST_WORKER_ID=0 of reservation is held by another live worker" in log
+        )
+        assert (await p.call("GET", "reservation", "/readyz"))[0] == 200  # the first one runs on
 
 
 class TestCatalog:
