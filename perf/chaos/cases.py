@@ -253,6 +253,69 @@ async def scale_reservation(env: Running) -> dict[str, Any]:
     }
 
 
+CHANGELOG = "reservation-seat_records-changelog"  # the seat agent's table, compacted
+
+
+async def compacted_rebuild(env: Running) -> dict[str, Any]:
+    """Make the broker's log cleaner compact the seat agent's changelog under load (small
+    segments, any dirty ratio), wait until it has removed records, then SIGKILL the reservation
+    worker: its successor rebuilds every seat from the compacted changelog."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=env.brokers)
+    await admin.start()
+    try:  # AlterConfigs replaces the topic's settings: restate the ones it needs
+        configs = {
+            "cleanup.policy": "compact",
+            "min.insync.replicas": "1",
+            "segment.ms": "500",
+            "min.cleanable.dirty.ratio": "0.01",
+            "min.compaction.lag.ms": "0",
+        }
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, CHANGELOG, configs)])
+    finally:
+        await admin.close()
+    started = time.monotonic()
+    while True:
+        present, written = await records_and_offsets(env.brokers, CHANGELOG)
+        if present < written:
+            break
+        if time.monotonic() - started > 120:
+            raise RuntimeError(f"{CHANGELOG} not compacted within 120 s")
+        await asyncio.sleep(1.0)
+    compacted_s = time.monotonic() - started
+    away = await kill_service("reservation")(env)
+    return {
+        "changelog_offsets": written,
+        "records_left_after_compaction": present,
+        "compacted_after_s": round(compacted_s, 1),
+        **away,
+    }
+
+
+async def records_and_offsets(brokers: str, topic: str) -> tuple[int, int]:
+    """(records still in `topic`, offsets ever written to it): fewer records than offsets
+    means the log cleaner removed some."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await partitions_of(brokers, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        present = 0
+        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                present += sum(1 for r in records if r.offset < ends[tp])
+        return present, sum(ends[tp] - starts[tp] for tp in partitions)
+    finally:
+        await consumer.stop()
+
+
 async def kafka_leader_down(env: Running) -> dict[str, Any]:
     """SIGKILL the node leading the first partition of reservation.requested; back after 10 s."""
     leader = await _leader_of(env.brokers, "reservation.requested", 0)
@@ -333,6 +396,12 @@ CASES: tuple[Case, ...] = (
         "single",
         "reservation workers scaled 1 -> 2 -> 1",
         scale_reservation,
+    ),
+    Case(
+        "compacted-rebuild",
+        "single",
+        "the seat agent's changelog compacted, then its worker SIGKILLed",
+        compacted_rebuild,
     ),
     Case("kafka-leader-down", "kafka3", "SIGKILL of a partition leader", kafka_leader_down),
     Case("kafka-two-down", "kafka3", "two of three Kafka nodes SIGKILLed", kafka_two_down),

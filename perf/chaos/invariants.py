@@ -7,7 +7,9 @@ clients were told (`fans.Ledger`):
 3. every reservation answered 202 reaches a terminal status within a bound;
 4. the seat map equals the seat agent's decisions;
 5. no queue token acknowledged to a fan is silently gone: it answers, or it ended by a rule
-   (expired, dropped, completed). A token the queue no longer knows at all is listed as lost.
+   (expired, dropped, completed). A token the queue no longer knows at all is listed as lost;
+6. retention never deleted a command before it was processed: on every topic with a time limit
+   (commands, timers), each consumer group's committed offset is at or past the log's start.
 
 A check holds when its list of violations is empty.
 """
@@ -22,7 +24,7 @@ import aiohttp
 
 from perf.chaos.fans import TERMINAL, Ledger
 from shared.events import PaymentCompleted, SeatConfirmed
-from shared.topics import topic_log
+from shared.topics import CATALOG, partitions_of, topic_log
 
 TOKENS_CHECK = "no acknowledged queue token is silently gone"
 ENDED_BY_A_RULE = frozenset({"expired", "dropped", "completed", "superseded"})
@@ -81,11 +83,43 @@ async def check(
     verdict.violations["the seat map equals the decisions"] = await _seat_map_disagreements(
         http, urls["seat_projection"], ledger, {ledger.accepted[rid].seat for rid in confirmed}
     )
+    verdict.violations["no command deleted unprocessed"] = await deleted_unprocessed(brokers)
     verdict.tokens_lost = await _lost_tokens(http, urls["queue"], ledger)
     verdict.violations[TOKENS_CHECK] = [
         f"{user}'s token is unknown to the queue" for user in verdict.tokens_lost
     ]
     return verdict
+
+
+async def deleted_unprocessed(brokers: str) -> list[str]:
+    """Partitions of time-limited topics whose log start is past a consuming group's committed
+    offset: records retention deleted before that group processed them."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    limited = [spec for spec in CATALOG if spec.retention_ms > 0]
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        wrong = []
+        for spec in limited:
+            partitions = await partitions_of(brokers, spec.name)
+            starts = await consumer.beginning_offsets(partitions)
+            for group in spec.consumers:
+                committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+                for tp, start in starts.items():
+                    done = committed[tp].offset if tp in committed else -1
+                    if start > 0 and done < start:
+                        wrong.append(
+                            f"{tp.topic}[{tp.partition}]: {group} committed {done}, "
+                            f"log starts at {start}"
+                        )
+        return wrong
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 async def _get(http: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int, dict[str, Any]]:

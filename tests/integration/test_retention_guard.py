@@ -1,0 +1,52 @@
+"""The failure matrix's sixth invariant on a real broker: records that retention deleted before
+their consumer group processed them are named (committed offsets against the log's start)."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.structs import OffsetAndMetadata
+
+from infra.embedded import Server
+from perf.chaos.invariants import deleted_unprocessed
+from shared.topics import ensure_topics
+
+TP = TopicPartition("reservation.requested", 0)
+
+
+async def commit(brokers: str, group: str, offset: int) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, group_id=group)
+    await consumer.start()
+    try:
+        consumer.assign([TP])
+        await consumer.commit({TP: OffsetAndMetadata(offset, "")})
+    finally:
+        await consumer.stop()
+
+
+async def test_a_command_deleted_before_its_group_read_it_is_named(
+    private_broker: Server,
+) -> None:
+    brokers = private_broker.address
+    await ensure_topics(brokers, 1, 1, 1)
+    producer = AIOKafkaProducer(bootstrap_servers=brokers)
+    await producer.start()
+    try:
+        for i in range(10):
+            await producer.send_and_wait(TP.topic, b"{}", partition=0, key=str(i).encode())
+    finally:
+        await producer.stop()
+    await commit(brokers, "reservation", 3)
+    assert await deleted_unprocessed(brokers) == []  # nothing deleted yet
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    await admin.start()
+    try:  # what retention does to a closed segment: the log now starts at 6
+        await admin.delete_records({TP: RecordsToDelete(before_offset=6)}, timeout_ms=10_000)
+    finally:
+        await admin.close()
+    assert await deleted_unprocessed(brokers) == [
+        "reservation.requested[0]: reservation committed 3, log starts at 6"
+    ]
+    await commit(brokers, "reservation", 8)  # processed past the deletion: nothing was lost
+    assert await deleted_unprocessed(brokers) == []
