@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", metavar="case", help=", ".join(BY_NAME))
     parser.add_argument("--smoke", action="store_true", help="a few seconds of load per case")
+    parser.add_argument("--keep", action="store_true", help="keep every case's logs and data")
     args = parser.parse_args(argv)
     unknown = [n for n in args.cases if n not in BY_NAME]
     if unknown:
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     broken = [c["case"] for c in results["cases"] if not c["holds"]] + [
         e["case"] for e in results["errors"]
     ]
-    if broken:
+    if broken or args.keep:
         print(f"logs     {workdir.relative_to(ROOT)}", flush=True)
     else:
         shutil.rmtree(workdir, ignore_errors=True)

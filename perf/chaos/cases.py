@@ -56,8 +56,8 @@ class Case:
 
 
 ASYNC_REPLICATION = (
-    "Redis replicates asynchronously: an entry answered just before the kill may not have "
-    "reached the replica that is promoted"
+    "Redis replicates asynchronously: a failover can discard entries the promoted replica had "
+    "not received (see the README's Failures section for what was measured)"
 )
 AOF_EVERY_SECOND = (
     "the append-only file is synced once a second: up to a second of entries answered before "
