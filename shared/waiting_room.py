@@ -185,6 +185,7 @@ class WaitingRoom:
         self.active_ttl_ms = int(active_ttl_s * 1000)
         self.heartbeat_ms = int(heartbeat_s * 1000)
         self._touch: Any = redis.register_script(TOUCH_LUA)
+        self.scripts = [self._touch]
 
     def decode(self, token: str) -> TokenClaims:
         try:

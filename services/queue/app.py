@@ -32,7 +32,7 @@ from shared.http import (
 from shared.identity import IdentityVerifier
 from shared.ids import ID_RULE, is_valid_id
 from shared.metrics import HttpMetrics
-from shared.redis_client import create_redis
+from shared.redis_client import create_redis, load_scripts
 from shared.serving import DRAIN, Drain
 from shared.tokens import TokenClaims, TokenCodec
 from shared.waiting_room import (
@@ -228,6 +228,7 @@ def create_app(settings: QueueSettings) -> web.Application:
             per_user=RateLimiter(settings.entry_rate_per_user),
             per_ip=RateLimiter(settings.entry_rate_per_ip),
         )
+        await load_scripts(redis, [*store.scripts, *app[QUEUE].room.scripts])
         loop_task = asyncio.create_task(app[QUEUE].admission.run(), name="admission")
         confirmations = None
         if settings.complete_on_confirmed and infra.kafka_brokers:

@@ -223,6 +223,7 @@ class QueueStore:
         self._complete: Any = redis.register_script(COMPLETE_LUA)
         self._settled: Any = redis.register_script(COMPLETE_IF_SETTLED_LUA)
         self._stats: Any = redis.register_script(STATS_LUA)
+        self.scripts = [self._enter, self._promote, self._complete, self._settled, self._stats]
         self.latency = Histogram(
             "redis_call_duration_seconds",
             "Redis call latency by operation",

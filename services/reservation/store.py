@@ -54,6 +54,7 @@ class ReservationStore:
     def __init__(self, redis: AnyRedis) -> None:
         self.redis = redis
         self._reserve: Any = redis.register_script(RESERVE_LUA)
+        self.scripts = [self._reserve]
         self._concerts: dict[str, Concert] = {}
 
     async def _do(self, coro: Any) -> Any:

@@ -41,7 +41,7 @@ from shared.http import (
     require_id,
 )
 from shared.ids import ID_RULE, is_valid_id
-from shared.redis_client import AnyRedis
+from shared.redis_client import AnyRedis, load_scripts
 from shared.serving import DRAIN
 from shared.waiting_room import require_active
 
@@ -420,6 +420,7 @@ def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:
     app[CTX] = ctx
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        await load_scripts(redis, [*ctx.store.scripts, *ctx.room.scripts])
         app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         tasks = [
             asyncio.create_task(ctx.catalog.run(), name="concert catalog"),
