@@ -226,6 +226,8 @@ def faust_main(
     except WorkerIdTaken as exc:
         print(f"{name}: {exc}", file=sys.stderr, flush=True)
         return 2
+    except UNAVAILABLE_ERRORS:  # a Redis blip must not stop a worker: the lease is taken later
+        print(f"{name}: Redis unreachable: FAUST_WORKER_ID lease taken once it is back", flush=True)
     app = create_app(settings)
     keep_worker_id(app, name, settings.infra)
     return run_worker(app, settings.infra)
