@@ -3,6 +3,8 @@ their consumer group processed them are named (committed offsets against the log
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import OffsetAndMetadata
@@ -16,13 +18,26 @@ TP = TopicPartition("reservation.requested", 0)
 
 
 async def commit(brokers: str, group: str, offset: int) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, group_id=group)
-    await consumer.start()
+    """Commit `offset` for `group` and wait until the broker shows it (right after the topics
+    are created the group coordinator may still be moving, and a commit then can be lost)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    await admin.start()
     try:
-        consumer.assign([TP])
-        await consumer.commit({TP: OffsetAndMetadata(offset, "")})
+        for _ in range(10):
+            consumer = AIOKafkaConsumer(bootstrap_servers=brokers, group_id=group)
+            await consumer.start()
+            try:
+                consumer.assign([TP])
+                await consumer.commit({TP: OffsetAndMetadata(offset, "")})
+            finally:
+                await consumer.stop()
+            seen = await admin.list_consumer_group_offsets(group, partitions=[TP])
+            if TP in seen and seen[TP].offset == offset:
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"the broker never showed {group}'s commit of {offset}")
     finally:
-        await consumer.stop()
+        await admin.close()
 
 
 async def test_a_command_deleted_before_its_group_read_it_is_named(
