@@ -20,7 +20,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@touch $@
 
 # Debian packages the embedded stack needs, by the command that shows each is there.
-APT_NEEDS := redis-server:redis-server redis-sentinel:redis-sentinel java:openjdk-17-jre-headless mvn:maven
+APT_NEEDS := redis-server:redis-server redis-sentinel:redis-sentinel java:openjdk-17-jre-headless mvn:maven \
+  promtool:prometheus prometheus-redis-exporter:prometheus-redis-exporter
 
 deps: $(VENV)/.installed ## Virtualenv (pinned deps); redis-server, Java and Maven if missing; Kafka
 	@missing=$$(for need in $(APT_NEEDS); do command -v $${need%%:*} >/dev/null || echo $${need#*:}; done); \

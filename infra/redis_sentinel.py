@@ -17,7 +17,13 @@ from infra.embedded import READY_TIMEOUT_S, Server, start_redis, start_server
 from infra.processes import free_port, stop_all, wait_until
 
 SERVICE = "ticketing"
-DOWN_AFTER_MS = 1000  # a primary silent this long is down (the failover's detection time)
+# A primary silent this long is down: the failover's detection time. Sentinels ping once a
+# second, so this must be several pings long. At 1000 ms (one ping) a freshly promoted primary
+# that answered its first ping a little late was taken for down too, and a second failover
+# promoted the other replica while clients still wrote to the first: those writes were thrown
+# away when the sentinels turned it back into a replica (438 tokens in one `make chaos` run;
+# reproduced and explained in the README's failure matrix). Redis's default is 30000.
+DOWN_AFTER_MS = 5000
 FAILOVER_TIMEOUT_MS = 5000
 
 
@@ -86,9 +92,14 @@ def start_sentinel_group(workdir: Path, password: str | None = None) -> Sentinel
                 _start_sentinel(workdir / f"sentinel-{i}", primary.port, password)
             )
         wait_until(
-            lambda: _replicas(primary.port, password) == 2,
+            lambda: all(_in_sync(n.port, password) for n in nodes[1:]),
             timeout=READY_TIMEOUT_S,
             what="redis replicas in sync",
+        )
+        wait_until(  # each sentinel knows the two others: a failover can be voted from now on
+            lambda: all(_other_sentinels(s.port, password) == 2 for s in group.sentinels),
+            timeout=READY_TIMEOUT_S,
+            what="sentinels aware of each other",
         )
         return group
     except Exception:
@@ -96,10 +107,26 @@ def start_sentinel_group(workdir: Path, password: str | None = None) -> Sentinel
         raise
 
 
-def _replicas(port: int, password: str | None) -> int:
+def _in_sync(port: int, password: str | None) -> bool:
+    """The replica at `port` finished its initial sync and follows its primary."""
     client = redis.Redis(port=port, password=password, socket_timeout=1)
     try:
-        return int(client.info("replication")["connected_slaves"])
+        info = client.info("replication")
+        return bool(
+            info.get("master_link_status") == "up" and not info.get("master_sync_in_progress")
+        )
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _other_sentinels(port: int, password: str | None) -> int:
+    client = redis.Redis(port=port, password=password, socket_timeout=1, decode_responses=True)
+    try:
+        master = client.sentinel_master(SERVICE)
+        assert isinstance(master, dict)
+        return int(master["num-other-sentinels"])
     except redis.RedisError:
         return 0
     finally:

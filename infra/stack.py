@@ -27,11 +27,13 @@ class ServiceProc:
     procs: list[subprocess.Popen[bytes]]
     env: dict[str, str] = field(default_factory=dict)
     logs: list[Path] = field(default_factory=list)
+    python: str = sys.executable
+    code_dir: Path = ROOT  # where shared/ and services/ are
 
     def spawn(self, i: int) -> subprocess.Popen[bytes]:
         """Start worker `i` (`python -m services.<name>`); again after it died, same log."""
-        argv = [sys.executable, "-m", f"services.{self.name}"]
-        proc = spawn(argv, env=self.env, cwd=ROOT, log=self.logs[i])
+        argv = [self.python, "-m", f"services.{self.name}"]
+        proc = spawn(argv, env=self.env, cwd=self.code_dir, log=self.logs[i])
         if i < len(self.procs):
             self.procs[i] = proc
         else:
@@ -46,6 +48,10 @@ class Stack:
     servers: list[Server] = field(default_factory=list)
     brokers: list[Server] = field(default_factory=list)  # the embedded brokers, in node order
     services: list[ServiceProc] = field(default_factory=list)
+    # The services' interpreter and code: this checkout's by default; the image test gives the
+    # runtime-only virtualenv and a copy of what the Dockerfile copies.
+    python: str = sys.executable
+    code_dir: Path = ROOT
 
     def start_infra(
         self,
@@ -101,7 +107,7 @@ class Stack:
             env[f"{prefix}_REUSE_PORT"] = "true"
         logs = [self.workdir / "logs" / f"{name}-{i}.log" for i in range(workers)]
         url = f"http://127.0.0.1:{port}"
-        service = ServiceProc(name, url, [], env, logs)
+        service = ServiceProc(name, url, [], env, logs, self.python, self.code_dir)
         for i in range(workers):
             service.spawn(i)
         self.services.append(service)

@@ -195,8 +195,11 @@ def decode(raw: bytes | str) -> Message:
         raise UnknownMessage(f"undecodable message: {exc!r}") from None
     if type(version) is not int or version != SCHEMA_VERSION:
         raise UnknownMessage(f"{cls.__name__} schema version {version} is not supported")
+    # The compatibility rule (shared/contracts.py): a field this consumer does not know was
+    # added by a newer producer, which is not a breaking change: ignore it.
+    known = {f.name for f in dataclasses.fields(cls)}
     try:
-        message = cls(**doc)
+        message = cls(**{k: v for k, v in doc.items() if k in known})
     except TypeError as exc:
         raise UnknownMessage(f"{cls.__name__}: {exc}") from None
     for f in dataclasses.fields(message):

@@ -28,7 +28,7 @@ from shared.events import Message, UnknownMessage, decode
 from shared.faust_compat import keep_queued_messages_on_resume, read_offset
 from shared.kafka_compat import batch_fetches, pace_fetches
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
-from shared.settings import InfraSettings, SettingsError, describe
+from shared.settings import InfraSettings, SettingsError, describe, require_canonical_url
 from shared.stream_metrics import StreamMetrics
 from shared.topics import changelog_configs, ensure_topics
 from shared.worker_lease import RENEW_EVERY_S, WorkerIdTaken, claim, renew
@@ -107,6 +107,8 @@ def create_faust_app(
         table_standby_replicas=0,
         web_host=web_host,
         web_bind=web_host,
+        # Faust's default, http://<bind host>:<port>, is useless when binding 0.0.0.0.
+        canonical_url=infra.node_canonical_url or None,
         web_port=web_port,
         web_in_thread=False,
         web_router_enabled=False,
@@ -204,6 +206,9 @@ class HasInfra(Protocol):
     @property
     def infra(self) -> InfraSettings: ...
 
+    @property
+    def host(self) -> str: ...
+
 
 S = TypeVar("S", bound=HasInfra)
 
@@ -217,6 +222,7 @@ def faust_main(
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
         settings = read_settings()
+        require_canonical_url(settings.infra, settings.host)
     except SettingsError as exc:
         print(f"{name}: bad setting: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
 from typing import TypeVar
 
 ENVIRONMENTS = ("dev", "test", "prod")
@@ -32,7 +33,17 @@ class Env:
         self.environ = os.environ if environ is None else environ
 
     def text(self, name: str, default: str) -> str:
-        return self.environ.get(name, default).strip()
+        """NAME, or the content of the file that NAME_FILE names: how orchestrators mount
+        secrets (Kubernetes Secret volumes, compose secrets). Both at once is refused."""
+        file = self.environ.get(f"{name}_FILE", "").strip()
+        if not file:
+            return self.environ.get(name, default).strip()
+        if self.environ.get(name, "").strip():
+            raise SettingsError(f"set {name} or {name}_FILE, not both")
+        try:
+            return Path(file).read_text().strip()
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE={file}: cannot read it ({exc.strerror})") from None
 
     def flag(self, name: str, default: bool) -> bool:
         raw = self.environ.get(name)
@@ -84,6 +95,16 @@ class Env:
         return value
 
 
+def require_canonical_url(infra: InfraSettings, host: str) -> None:
+    """A Faust worker bound to every interface cannot tell other workers where it is: in prod
+    it must be told (NODE_CANONICAL_URL), or requests forwarded to it would go nowhere."""
+    if infra.env == "prod" and host in ("0.0.0.0", "::", "") and not infra.node_canonical_url:
+        raise SettingsError(
+            f"NODE_CANONICAL_URL must be set when a worker binds {host or 'every interface'} "
+            "in prod: the URL other workers reach this one at (e.g. its pod's DNS name)"
+        )
+
+
 def require_loopback_in_dev(env_name: str, host: str, var: str) -> None:
     if env_name != "prod" and host not in ("127.0.0.1", "localhost", "::1"):
         raise SettingsError(f"{var}={host!r}: dev and test listeners bind loopback only")
@@ -110,6 +131,7 @@ class InfraSettings:
     kafka_heartbeat_s: float
     kafka_rebalance_timeout_s: float
     faust_worker_id: int
+    node_canonical_url: str  # where other workers reach this one (Faust's NODE_CANONICAL_URL)
     kafka_fetch_min_interval_ms: float
     kafka_static_membership: bool
     kafka_fetch_min_bytes: int
@@ -145,6 +167,10 @@ class InfraSettings:
         # A Faust worker joins its group only after the rebalance timeout: short outside prod.
         prod = env == "prod"
         replication = e.integer("KAFKA_REPLICATION", 3 if prod else 1, minimum=1)
+        if prod:  # no embedded servers in production: never fall back to localhost
+            for var in ("REDIS_URL", "KAFKA_BROKERS"):
+                if not e.text(var, ""):
+                    raise SettingsError(f"{var} must be set when APP_ENV=prod")
         return cls(
             env=env,
             redis_url=e.text("REDIS_URL", ""),
@@ -173,6 +199,7 @@ class InfraSettings:
                 "KAFKA_REBALANCE_TIMEOUT_S", 60.0 if prod else 6.0, minimum=1.0
             ),
             faust_worker_id=e.integer("FAUST_WORKER_ID", 0, minimum=0),
+            node_canonical_url=e.text("NODE_CANONICAL_URL", ""),
             kafka_static_membership=e.flag("KAFKA_STATIC_MEMBERSHIP", False),
             # Only for noida-db, which answers an empty fetch at once (shared/kafka_compat.py).
             kafka_fetch_min_interval_ms=e.number(

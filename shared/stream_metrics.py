@@ -6,6 +6,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.metrics import LATENCY_BUCKETS
 
+# Why a record was not accepted: the producer never took it, the broker did not acknowledge
+# it in time (it may still land), or the broker refused it.
+SEND_FAILURE_REASONS = ("not_taken", "not_acknowledged", "refused")
+
 
 class StreamMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -31,9 +35,22 @@ class StreamMetrics:
         self.decisions = Counter(
             "decisions_total", "Decisions by outcome", ["outcome"], registry=registry
         )
+        self.send_failures = Counter(
+            "kafka_send_failures_total",
+            "Records the broker did not take or acknowledge in time (answered 503)",
+            ["topic", "reason"],
+            registry=registry,
+        )
         self.lag = Gauge(
             "consumer_lag",
             "Messages not yet consumed (high-water mark minus position) by topic and partition",
             ["topic", "partition"],
             registry=registry,
         )
+
+    def expect_sends_to(self, *topics: str) -> None:
+        """Export 0 failures for each topic and reason before the first one happens, so
+        dashboards and the KafkaSendFailing alert see the series from the start."""
+        for topic in topics:
+            for reason in SEND_FAILURE_REASONS:
+                self.send_failures.labels(topic, reason)

@@ -50,6 +50,7 @@ class Ledger:
     concert: str
     seats: int
     tokens: dict[str, str] = field(default_factory=dict)  # user -> token answered 200/201
+    token_at: dict[str, float] = field(default_factory=dict)  # user -> when it was answered
     accepted: dict[str, Accepted] = field(default_factory=dict)  # reservation id -> its 202
     paid: set[str] = field(default_factory=set)  # reservation ids whose payment got a 202
     answers: list[Answer] = field(default_factory=list)
@@ -112,6 +113,7 @@ class Fans:
         body = entered[1]
         token = str(body["token"])
         self.ledger.tokens[user] = token
+        self.ledger.token_at[user] = self.now()
         while body.get("status") == "waiting":
             await asyncio.sleep(body.get("poll_after_ms", 500) / 1000)
             polled = await self.call("poll", "GET", f"{q}/v1/queue/tokens/{token}")

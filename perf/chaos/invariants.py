@@ -17,6 +17,7 @@ A check holds when its list of violations is empty.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ class Verdict:
     confirmed: int = 0
     terminal_after_s: float = 0.0  # how long after the load the last reservation was terminal
     tokens_lost: list[str] = field(default_factory=list)  # users whose token is gone
+    tokens_lost_by_reason: dict[str, int] = field(default_factory=dict)  # the queue's answer
 
     @property
     def holds(self) -> bool:
@@ -84,7 +86,9 @@ async def check(
         http, urls["seat_projection"], ledger, {ledger.accepted[rid].seat for rid in confirmed}
     )
     verdict.violations["no command deleted unprocessed"] = await deleted_unprocessed(brokers)
-    verdict.tokens_lost = await _lost_tokens(http, urls["queue"], ledger)
+    lost = await _lost_tokens(http, urls["queue"], ledger)
+    verdict.tokens_lost = sorted(lost, key=lambda u: ledger.token_at[u])
+    verdict.tokens_lost_by_reason = dict(Counter(lost.values()))
     verdict.violations[TOKENS_CHECK] = [
         f"{user}'s token is unknown to the queue" for user in verdict.tokens_lost
     ]
@@ -184,16 +188,19 @@ async def _seat_map_disagreements(
     return wrong
 
 
-async def _lost_tokens(http: aiohttp.ClientSession, base: str, ledger: Ledger) -> list[str]:
+async def _lost_tokens(http: aiohttp.ClientSession, base: str, ledger: Ledger) -> dict[str, str]:
+    """user -> what the queue answers for an acknowledged token that no rule ended."""
     gate = asyncio.Semaphore(50)
 
-    async def lost(user: str, token: str) -> bool:
+    async def answer(token: str) -> str:
         async with gate:
             code, body = await _get(http, f"{base}/v1/queue/tokens/{token}")
         if code == 200:
-            return False
-        return body.get("error", {}).get("reason") not in ENDED_BY_A_RULE
+            return ""
+        return str(body.get("error", {}).get("reason") or f"HTTP {code}")
 
     users = list(ledger.tokens.items())
-    gone = await asyncio.gather(*(lost(u, t) for u, t in users))
-    return sorted(u for (u, _), g in zip(users, gone, strict=True) if g)
+    reasons = await asyncio.gather(*(answer(t) for _, t in users))
+    return {
+        u: r for (u, _), r in zip(users, reasons, strict=True) if r and r not in ENDED_BY_A_RULE
+    }

@@ -106,7 +106,14 @@ def failure_section(
         if c["tokens_lost"]:
             users = ", ".join(c["tokens_lost_users"])
             why = c.get("tokens_may_be_lost") or "a defect: this breaks an invariant"
-            notes.append(f"tokens lost: {c['tokens_lost']} ({users}), because {why}")
+            reasons = ", ".join(f"{k} {v}" for k, v in c.get("tokens_lost_by_reason", {}).items())
+            first, last = c.get("tokens_lost_acknowledged_s") or ["?", "?"]
+            notes.append(
+                f"tokens lost: {c['tokens_lost']} ({users}), acknowledged from {first} s to "
+                f"{last} s, answered later as: {reasons or 'not recorded'}; because {why}"
+            )
+        if c.get("redis_roles"):
+            notes.append("Redis roles seen from outside: " + "; ".join(c["redis_roles"]))
         if c.get("env"):
             notes.append(f"settings: {c['env']}")
         if notes:

@@ -205,6 +205,7 @@ def create_app(settings: QueueSettings) -> web.Application:
             max_connections=infra.redis_max_connections,
         )
         metrics = QueueMetrics(registry)
+        metrics.max_active.set(settings.max_active)
         store = QueueStore(
             redis,
             registry,

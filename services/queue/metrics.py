@@ -21,6 +21,7 @@ class QueueMetrics:
             ["result"],
             registry=registry,
         )
+        self.validated.labels("valid")  # shown as 0 until the first validation
         self.admitted = Counter(
             "queue_tokens_admitted_total", "Tokens admitted waiting -> active", registry=registry
         )
@@ -46,6 +47,11 @@ class QueueMetrics:
         )
         self.active = Gauge(
             "queue_active", "Active tokens per concert", ["concert_id"], registry=registry
+        )
+        self.max_active = Gauge(
+            "queue_max_active",
+            "QUEUE_MAX_ACTIVE: active tokens a concert may hold at once",
+            registry=registry,
         )
         self.admission_rate = Gauge(
             "queue_admission_rate",

@@ -43,7 +43,7 @@ from services.reservation.core import (
 from services.reservation.ids import ReservationIds
 from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
-from shared.events import ExpireHold, Message, SeatHeld, SeatMessage, utc_iso
+from shared.events import ExpireHold, Message, SeatHeld, SeatMessage, SeatReleased, utc_iso
 from shared.stream_metrics import StreamMetrics
 from shared.topics import key_of
 from shared.waiting_room import WaitingRoom
@@ -390,7 +390,9 @@ class Reservations:
             await self.outbox.put(Handed(None, stepped.outputs, None, None, done))
             return
         for e in stepped.decided:
-            self.metrics.decisions.labels(type(e).__name__).inc()
+            # A release says why (hold_expired / payment_failed): the hold-expiry alert's input.
+            why = f":{e.reason}" if isinstance(e, SeatReleased) else ""
+            self.metrics.decisions.labels(type(e).__name__ + why).inc()
             if isinstance(e, SeatHeld):
                 self.sweeper.track(e)
         write = self.seats.put(key, stepped.record)

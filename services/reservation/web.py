@@ -18,6 +18,7 @@ from services.reservation.context import Reservations, now_ms
 from services.reservation.core import EXPIRED, HELD, PENDING, STATUSES, Reservation
 from services.reservation.ids import ReservationRef, payment_id_for
 from services.reservation.routing import ROUTED, forward, owner_url
+from shared.contracts import ASYNCAPI_FILE, SCHEMA_FILE
 from shared.errors import (
     InvalidRequest,
     NotFound,
@@ -110,12 +111,14 @@ async def _acked(
         async with asyncio.timeout(timeout):
             delivery = await ctx.publish(topic, message)
     except (TimeoutError, OSError, KafkaError) as exc:
+        ctx.metrics.send_failures.labels(topic, "not_taken").inc()
         await _undo(undo)
         raise Unavailable(f"the event log is unavailable ({type(exc).__name__}), retry") from None
     left = max(0.0, timeout - (asyncio.get_running_loop().time() - started))
     try:
         await asyncio.wait_for(asyncio.shield(delivery), left)
     except TimeoutError:
+        ctx.metrics.send_failures.labels(topic, "not_acknowledged").inc()
         delivery.add_done_callback(lambda f: _undo_if_refused(ctx, f, undo))
         unknown = Unavailable(
             "the event log has not acknowledged the request yet; it may still be accepted: "
@@ -124,6 +127,7 @@ async def _acked(
         unknown.extra.update(accepted="unknown", **ids)
         raise unknown from None
     except (OSError, KafkaError) as exc:
+        ctx.metrics.send_failures.labels(topic, "refused").inc()
         await _undo(undo)
         raise Unavailable(
             f"the event log refused the request ({type(exc).__name__}), retry"
@@ -408,6 +412,13 @@ async def pay(request: web.Request) -> web.Response:
     return json_response(answer, 202)
 
 
+def _static_json(body: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    return serve
+
+
 def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:
     async def ready() -> None:
         if not ctx.catalog.caught_up.is_set():
@@ -418,6 +429,9 @@ def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:
     app = service_app(ctx.registry, drain_s=infra.shutdown_drain_s, openapi=OPENAPI, ready=ready)
     app[DRAIN].on_begin(ctx.waiters.drain)  # on SIGTERM every long-poll answers now
     app[CTX] = ctx
+    for contract in (ASYNCAPI_FILE, SCHEMA_FILE):  # the event contracts, for downstream teams
+        app.router.add_get(f"/{contract.name}", _static_json(contract.read_bytes()))
+    ctx.metrics.expect_sends_to("concert.created", "reservation.requested", "payment.requested")
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await load_scripts(redis, [*ctx.store.scripts, *ctx.room.scripts])

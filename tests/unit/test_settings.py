@@ -1,9 +1,20 @@
+from pathlib import Path
+
 import pytest
 
 from services.queue.settings import QueueSettings
-from shared.settings import Env, InfraSettings, SettingsError, describe, mask_url
+from shared.settings import (
+    Env,
+    InfraSettings,
+    SettingsError,
+    describe,
+    mask_url,
+    require_canonical_url,
+)
 
 IDENTITY = {"IDENTITY_JWT_SECRET": "site-login-key-" + "k" * 32}
+# Production mode needs real infrastructure addresses.
+PROD = {"APP_ENV": "prod", "REDIS_URL": "redis://redis:6379/0", "KAFKA_BROKERS": "kafka:9092"}
 
 
 def queue(**env: str) -> QueueSettings:
@@ -46,33 +57,67 @@ class TestSettings:
     def test_prod_refuses_a_missing_or_placeholder_secret(self) -> None:
         for secret in ("", "changeme"):
             with pytest.raises(SettingsError, match="QUEUE_TOKEN_SECRET"):
-                queue(APP_ENV="prod", QUEUE_HOST="0.0.0.0", QUEUE_TOKEN_SECRET=secret)
+                queue(**PROD, QUEUE_HOST="0.0.0.0", QUEUE_TOKEN_SECRET=secret)
 
     def test_prod_refuses_a_short_secret(self) -> None:
         with pytest.raises(SettingsError, match="at least 32 bytes"):
-            queue(APP_ENV="prod", QUEUE_TOKEN_SECRET="s" * 20)
+            queue(**PROD, QUEUE_TOKEN_SECRET="s" * 20)
 
     def test_no_service_starts_without_an_identity_verifier(self) -> None:
         for env in ("dev", "prod"):
             with pytest.raises(SettingsError, match="IDENTITY_JWT_SECRET"):
-                QueueSettings.from_env(Env({"APP_ENV": env, "QUEUE_TOKEN_SECRET": "s" * 32}))
+                QueueSettings.from_env(
+                    Env({**PROD, "APP_ENV": env, "QUEUE_TOKEN_SECRET": "s" * 32})
+                )
 
     def test_dev_listens_on_loopback_only(self) -> None:
         with pytest.raises(SettingsError, match="QUEUE_HOST"):
             queue(QUEUE_HOST="0.0.0.0")
-        assert queue(APP_ENV="prod", QUEUE_HOST="0.0.0.0", QUEUE_TOKEN_SECRET="s" * 32).host
+        assert queue(**PROD, QUEUE_HOST="0.0.0.0", QUEUE_TOKEN_SECRET="s" * 32).host
 
     def test_empty_infra_urls_mean_embedded_servers(self) -> None:
         infra = InfraSettings.from_env(Env({}))
         assert infra.redis_url == "" and infra.kafka_brokers == ""
 
     def test_replication_defaults_to_three_in_prod_with_two_replicas_in_sync(self) -> None:
-        prod = InfraSettings.from_env(Env({"APP_ENV": "prod"}))
+        prod = InfraSettings.from_env(Env(PROD))
         assert (prod.kafka_replication, prod.kafka_min_insync_replicas) == (3, 2)
         dev = InfraSettings.from_env(Env({}))
         assert (dev.kafka_replication, dev.kafka_min_insync_replicas) == (1, 1)
         report_shape = InfraSettings.from_env(Env({"KAFKA_REPLICATION": "2"}))
         assert report_shape.kafka_min_insync_replicas == 2
+
+    @pytest.mark.parametrize("missing", ["REDIS_URL", "KAFKA_BROKERS"])
+    def test_prod_refuses_to_start_without_an_infrastructure_address(self, missing: str) -> None:
+        with pytest.raises(SettingsError, match=missing):
+            InfraSettings.from_env(Env({k: v for k, v in PROD.items() if k != missing}))
+
+    def test_a_secret_can_come_from_a_file(self, tmp_path: Path) -> None:
+        (tmp_path / "url").write_text("redis+sentinel://:pw@sentinel:26379/ticketing/0\n")
+        (tmp_path / "key").write_text("k" * 40 + "\n")
+        s = queue(
+            REDIS_URL_FILE=str(tmp_path / "url"), QUEUE_TOKEN_SECRET_FILE=str(tmp_path / "key")
+        )
+        assert s.infra.redis_url == "redis+sentinel://:pw@sentinel:26379/ticketing/0"
+        assert s.token_secret == b"k" * 40
+
+    def test_a_variable_and_its_file_together_are_refused(self, tmp_path: Path) -> None:
+        (tmp_path / "key").write_text("k" * 40)
+        with pytest.raises(SettingsError, match="QUEUE_TOKEN_SECRET or QUEUE_TOKEN_SECRET_FILE"):
+            queue(QUEUE_TOKEN_SECRET="s" * 40, QUEUE_TOKEN_SECRET_FILE=str(tmp_path / "key"))
+
+    def test_an_unreadable_secret_file_names_its_variable(self, tmp_path: Path) -> None:
+        with pytest.raises(SettingsError, match="ADMIN_TOKEN_FILE"):
+            Env({"ADMIN_TOKEN_FILE": str(tmp_path / "missing")}).text("ADMIN_TOKEN", "")
+
+    def test_a_worker_bound_to_every_interface_in_prod_must_say_where_it_is_reached(
+        self,
+    ) -> None:
+        with pytest.raises(SettingsError, match="NODE_CANONICAL_URL"):
+            require_canonical_url(InfraSettings.from_env(Env(PROD)), "0.0.0.0")
+        given = InfraSettings.from_env(Env({**PROD, "NODE_CANONICAL_URL": "http://r-0.r:8001"}))
+        require_canonical_url(given, "0.0.0.0")
+        require_canonical_url(InfraSettings.from_env(Env({})), "127.0.0.1")
 
     def test_noida_workarounds_apply_only_when_noida_is_selected(self) -> None:
         kafka = InfraSettings.from_env(Env({}))
