@@ -27,6 +27,7 @@ from faust.transport.drivers.aiokafka import (
 from shared.events import Message, UnknownMessage, decode
 from shared.faust_compat import keep_queued_messages_on_resume, read_offset
 from shared.kafka_compat import batch_fetches, pace_fetches
+from shared.logs import dict_config
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.settings import InfraSettings, SettingsError, describe, require_canonical_url
 from shared.stream_metrics import StreamMetrics
@@ -274,7 +275,9 @@ def run_worker(app: faust.App, infra: InfraSettings) -> int:
             infra.kafka_min_insync_replicas,
         )
     )
-    worker = faust.Worker(app, loglevel="INFO", quiet=True)
+    worker = faust.Worker(
+        app, loglevel="INFO", quiet=True, logging_config=dict_config(infra.log_format)
+    )
     worker.execute_from_commandline()  # exits the process itself
     return 0
 

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.aiohttp_compat import json_protocol_errors
 from shared.http import MAX_BODY_BYTES, error_middleware, json_response, publish_openapi
+from shared.logs import request_id_middleware
 from shared.metrics import HttpMetrics
 from shared.serving import DRAIN, SHUTDOWN_TIMEOUT_S, Drain
 
@@ -59,7 +60,8 @@ def service_app(
     json_protocol_errors()
     http_metrics = HttpMetrics(registry)
     app = web.Application(
-        middlewares=[http_metrics.middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[request_id_middleware, http_metrics.middleware, error_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
 
     async def healthz(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from shared.errors import InvalidRequest, ServiceError
 from shared.ids import ID_RULE, is_valid_id
+from shared.logs import REQUEST_ID
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 16 * 1024
@@ -33,8 +34,14 @@ def error_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, object] | None = None,
 ) -> web.Response:
-    body = {"error": {**(extra or {}), "code": code, "message": message}}
-    return json_response(body, http_status, headers)
+    rid = REQUEST_ID.get()  # quoted, so a fan's report leads to the log lines
+    error = {
+        **(extra or {}),
+        "code": code,
+        "message": message,
+        **({"request_id": rid} if rid else {}),
+    }
+    return json_response({"error": error}, http_status, headers)
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

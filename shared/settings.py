@@ -18,6 +18,7 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "
 MIN_SECRET_BYTES = 32
 BROKER_IMPLS = ("kafka", "noida")  # Apache Kafka; noida-db, an opt-in fallback without Java
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
+LOG_FORMATS = ("json", "text")  # shared/logs.py
 
 T = TypeVar("T", int, float)
 
@@ -137,6 +138,7 @@ class InfraSettings:
     kafka_fetch_min_bytes: int
     kafka_fetch_max_wait_ms: int
     shutdown_drain_s: float
+    log_format: str  # json (machines) or text (people)
 
     @property
     def redis_address(self) -> str:
@@ -214,6 +216,7 @@ class InfraSettings:
             # On SIGTERM: readiness off and long-polls answered at once, then this long serving
             # before the listener closes (shared/serving.py).
             shutdown_drain_s=e.number("SHUTDOWN_DRAIN_S", 2.0, minimum=0.0, maximum=120.0),
+            log_format=e.choice("LOG_FORMAT", "json" if prod else "text", LOG_FORMATS),
         )
 
 

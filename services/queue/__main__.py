@@ -10,17 +10,18 @@ import uvloop
 
 from services.queue.app import create_app
 from services.queue.settings import QueueSettings
+from shared.logs import configure as configure_logging
 from shared.serving import DRAIN, serve
 from shared.settings import SettingsError, describe
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = QueueSettings.from_env()
     except SettingsError as exc:
         print(f"queue: bad setting: {exc}", file=sys.stderr)
         return 2
+    configure_logging(settings.infra.log_format)
     logging.getLogger("queue").info("starting with %s", describe(settings))
     app = create_app(settings)
     serving = serve(

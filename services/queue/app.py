@@ -31,6 +31,7 @@ from shared.http import (
 )
 from shared.identity import IdentityVerifier
 from shared.ids import ID_RULE, is_valid_id
+from shared.logs import request_id_middleware
 from shared.metrics import HttpMetrics
 from shared.redis_client import create_redis, load_scripts
 from shared.serving import DRAIN, Drain
@@ -194,7 +195,8 @@ def create_app(settings: QueueSettings) -> web.Application:
     registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry)
     app = web.Application(
-        middlewares=[http_metrics.middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[request_id_middleware, http_metrics.middleware, error_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

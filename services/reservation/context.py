@@ -44,6 +44,7 @@ from services.reservation.ids import ReservationIds
 from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
 from shared.events import ExpireHold, Message, SeatHeld, SeatMessage, SeatReleased, utc_iso
+from shared.logs import kafka_headers
 from shared.stream_metrics import StreamMetrics
 from shared.topics import key_of
 from shared.waiting_room import WaitingRoom
@@ -357,11 +358,12 @@ class Reservations:
         ).set_function(lambda: self.pressure.in_flight)
 
     async def publish(self, topic: str, m: Message) -> Any:
-        """Send and return the future of the broker's acknowledgement."""
-        return await self.send(Output(topic, key_of(topic, m), m.to_bytes()))
+        """Send and return the future of the broker's acknowledgement; the request being served
+        rides along as the Kafka header `request-id`."""
+        return await self.send(Output(topic, key_of(topic, m), m.to_bytes()), kafka_headers())
 
-    async def send(self, o: Output) -> Any:
-        fut = await self.topics[o.topic].send(key=o.key, value=o.value)
+    async def send(self, o: Output, headers: list[tuple[str, bytes]] | None = None) -> Any:
+        fut = await self.topics[o.topic].send(key=o.key, value=o.value, headers=headers or None)
         self.metrics.produced.labels(o.topic).inc()
         return fut
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from shared.errors import Unavailable
 
 ROUTED = "X-Routed-By"
-FORWARDED_HEADERS = ("Queue-Token", "Content-Type")
+FORWARDED_HEADERS = ("Queue-Token", "Content-Type", "X-Request-Id")  # the owner logs the same id
 
 
 def owner_url(app: Any, seat_key: str) -> str | None:

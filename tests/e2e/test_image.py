@@ -4,6 +4,7 @@ what the Dockerfile copies, in production mode. No Docker engine is needed."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -94,3 +95,11 @@ def test_the_runtime_only_services_sell_a_seat_in_production_mode(image_stack: S
         ports[name] = free_port()
         image_stack.start_service(name, port=ports[name])
     assert buy_one_seat(ports["queue"], ports["reservation"], ADMIN) == "confirmed"
+    for service in image_stack.services:  # production logs are JSON lines, one per record
+        records = [
+            json.loads(line)
+            for line in service.logs[0].read_text().splitlines()
+            if line.startswith("{")
+        ]
+        assert records, f"{service.name} wrote no JSON log line"
+        assert all({"time", "level", "logger", "message"} <= set(r) for r in records)

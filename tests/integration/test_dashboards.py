@@ -18,7 +18,7 @@ import pytest_asyncio
 import yaml
 
 from infra.embedded import Server, start_server
-from infra.processes import free_port, stop_all
+from infra.processes import free_port, stop_all, wait_until
 from tests.support.pipeline import Pipeline, buyers, pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +42,14 @@ def binary(name: str) -> str:
     path = shutil.which(name)
     assert path, f"{name} comes from Debian (make deps installs it)"
     return path
+
+
+def ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
 
 
 def query(base: str, expr: str) -> list[Any]:
@@ -107,7 +115,10 @@ async def monitored(
                     tmp_path / "prometheus.log",
                 )
             )
-            yield p, f"http://127.0.0.1:{port}"
+            base = f"http://127.0.0.1:{port}"
+            # The port opens before the storage is ready; until then queries answer 503.
+            await asyncio.to_thread(wait_until, lambda: ready(base), timeout=60, what="prometheus")
+            yield p, base
         finally:
             await asyncio.to_thread(stop_all, [s.proc for s in servers])
 

@@ -28,16 +28,9 @@ SERVICES = {  # module -> (port variable, port, the compose/Kubernetes name)
     "services.payment": ("PAYMENT_PORT", 8002, "payment"),
     "services.seat_projection": ("SEAT_PROJECTION_PORT", 8003, "seat-projection"),
 }
-# Set for the platform, not read by our code: Python's own, Faust's advertised URL, and the
-# pod facts the manifests compose other values from.
-NOT_OURS = {
-    "PATH",
-    "PYTHONUNBUFFERED",
-    "PYTHONDONTWRITEBYTECODE",
-    "NODE_CANONICAL_URL",
-    "POD_NAME",
-    "POD_NAMESPACE",
-}
+# Set for the platform, not read by our code: Python's own, and the pod facts the manifests
+# compose other values from.
+NOT_OURS = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "POD_NAME", "POD_NAMESPACE"}
 
 
 def norm(name: str) -> str:

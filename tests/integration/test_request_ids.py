@@ -1,0 +1,73 @@
+"""One request followed across the services by its id: returned on the answer, quoted in an
+error, and carried as the Kafka header `request-id` on the command it publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
+
+from tests.support.pipeline import Pipeline, pipeline
+from tests.support.queue import fan
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stack(tmp_path: Path, redis_url: str, kafka_brokers: str) -> AsyncIterator[Pipeline]:
+    async with pipeline(tmp_path, redis_url, kafka_brokers) as p:
+        yield p
+
+
+async def headers_of(brokers: str, topic: str, reservation_id: str) -> dict[str, bytes]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=brokers, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for r in records:
+                    if orjson.loads(r.value).get("reservation_id") == reservation_id:
+                        return {k: v for k, v in r.headers}
+        raise AssertionError(f"no {topic} record for {reservation_id}")
+    finally:
+        await consumer.stop()
+
+
+async def test_a_callers_id_is_returned_and_rides_on_the_command_it_publishes(
+    stack: Pipeline, kafka_brokers: str
+) -> None:
+    concert = await stack.create_concert(seats=2)
+    token = await stack.active_token(concert, "fan-1")
+    rid = f"trace-{uuid.uuid4().hex}"
+    async with stack.http.post(
+        stack.url("reservation", "/v1/reservations"),
+        json={"concert_id": concert, "seat_id": "1", "user_id": "fan-1"},
+        headers={"Queue-Token": token, "X-Request-Id": rid},
+    ) as r:
+        assert r.status == 202
+        assert r.headers["X-Request-Id"] == rid
+        reservation_id = (await r.json())["reservation_id"]
+    headers = await headers_of(kafka_brokers, "reservation.requested", reservation_id)
+    assert headers["request-id"] == rid.encode()
+
+
+async def test_every_answer_gets_an_id_and_an_error_quotes_it(stack: Pipeline) -> None:
+    async with stack.http.post(
+        stack.url("queue", "/v1/queue/tokens"),
+        data=b"{not json",
+        headers={**fan("fan-2"), "X-Request-Id": "not <a> well-formed id"},
+    ) as r:
+        assert r.status == 400
+        generated = r.headers["X-Request-Id"]
+        assert len(generated) == 32  # the malformed one was replaced
+        assert (await r.json())["error"]["request_id"] == generated
+    for service in ("queue", "reservation", "payment", "seat_projection"):
+        async with stack.http.get(stack.url(service, "/healthz")) as r:
+            assert len(r.headers["X-Request-Id"]) == 32
