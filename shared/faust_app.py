@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -282,8 +283,23 @@ def run_worker(app: faust.App, infra: InfraSettings) -> int:
     return 0
 
 
-def track_consumer_lag(app: faust.App, metrics: StreamMetrics, interval_s: float = 2.0) -> None:
-    """Export per-partition lag (high-water mark minus the next offset to read) as a gauge."""
+class RebalanceSensor(faust.Sensor):
+    """Counts this worker's rebalances and times each, from its start until the partitions are
+    served again (Faust's `on_rebalance_end`: table recovery included)."""
+
+    def __init__(self, metrics: StreamMetrics) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    def on_rebalance_end(self, app: Any, state: dict[str, Any]) -> None:
+        self.metrics.rebalances.inc()
+        self.metrics.rebalance_seconds.observe(time.monotonic() - state["time_start"])
+
+
+def track_group(app: faust.App, metrics: StreamMetrics, interval_s: float = 2.0) -> None:
+    """Export this worker's consumer-group figures: per-partition lag (high-water mark minus
+    the next offset to read) as a gauge, and its rebalances (RebalanceSensor)."""
+    app.sensors.add(RebalanceSensor(metrics))
 
     @app.timer(interval=interval_s, on_leader=False)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:

@@ -16,6 +16,7 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 
 from shared.aiohttp_compat import json_protocol_errors
+from shared.cors import cors_middleware
 from shared.http import MAX_BODY_BYTES, error_middleware, json_response, publish_openapi
 from shared.logs import request_id_middleware
 from shared.metrics import HttpMetrics
@@ -52,7 +53,12 @@ Probe = Callable[[], Awaitable[object]]
 
 
 def service_app(
-    registry: CollectorRegistry, *, drain_s: float, openapi: Path, ready: Probe | None = None
+    registry: CollectorRegistry,
+    *,
+    drain_s: float,
+    openapi: Path,
+    ready: Probe | None = None,
+    cors: tuple[str, ...] = (),
 ) -> web.Application:
     """An aiohttp app with the project's middlewares, /healthz, /readyz and /metrics; a Faust
     worker serves it only after recovery, so /readyz also checks `ready` (e.g. a Redis ping),
@@ -60,7 +66,12 @@ def service_app(
     json_protocol_errors()
     http_metrics = HttpMetrics(registry)
     app = web.Application(
-        middlewares=[request_id_middleware, http_metrics.middleware, error_middleware],
+        middlewares=[
+            request_id_middleware,
+            cors_middleware(cors),
+            http_metrics.middleware,
+            error_middleware,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
 

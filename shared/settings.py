@@ -7,6 +7,7 @@ effective values (secrets masked).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
@@ -72,6 +73,12 @@ class Env:
     ) -> float:
         return self._number(float, name, default, minimum, maximum)
 
+    def origins(self, name: str) -> tuple[str, ...]:
+        try:
+            return parse_origins(self.text(name, ""))
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {exc}") from None
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default).lower()
         if value not in choices:
@@ -94,6 +101,18 @@ class Env:
         if maximum is not None and value > maximum:
             raise SettingsError(f"{name} must be <= {maximum}, got {value}")
         return value
+
+
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def parse_origins(raw: str) -> tuple[str, ...]:
+    """`https://a.example, http://localhost:8080` -> the origins; ValueError names a bad one."""
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if not ORIGIN.fullmatch(origin):
+            raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+    return origins
 
 
 def require_canonical_url(infra: InfraSettings, host: str) -> None:
@@ -139,6 +158,7 @@ class InfraSettings:
     kafka_fetch_max_wait_ms: int
     shutdown_drain_s: float
     log_format: str  # json (machines) or text (people)
+    cors_allowed_origins: tuple[str, ...]  # browser origins allowed to call the public APIs
 
     @property
     def redis_address(self) -> str:
@@ -217,6 +237,7 @@ class InfraSettings:
             # before the listener closes (shared/serving.py).
             shutdown_drain_s=e.number("SHUTDOWN_DRAIN_S", 2.0, minimum=0.0, maximum=120.0),
             log_format=e.choice("LOG_FORMAT", "json" if prod else "text", LOG_FORMATS),
+            cors_allowed_origins=e.origins("CORS_ALLOWED_ORIGINS"),
         )
 
 

@@ -11,11 +11,26 @@ from shared.metrics import LATENCY_BUCKETS
 SEND_FAILURE_REASONS = ("not_taken", "not_acknowledged", "refused")
 
 
+def consumed_counter(registry: CollectorRegistry) -> Counter:
+    """Events read per topic: every consumer of ours, the Faust workers' and the queue's."""
+    return Counter(
+        "events_consumed_total", "Events consumed by topic", ["topic"], registry=registry
+    )
+
+
+def lag_gauge(registry: CollectorRegistry) -> Gauge:
+    """Records not yet read per partition: every consumer of ours (the lag alert's input)."""
+    return Gauge(
+        "consumer_lag",
+        "Messages not yet consumed (high-water mark minus position) by topic and partition",
+        ["topic", "partition"],
+        registry=registry,
+    )
+
+
 class StreamMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.consumed = Counter(
-            "events_consumed_total", "Events consumed by topic", ["topic"], registry=registry
-        )
+        self.consumed = consumed_counter(registry)
         self.produced = Counter(
             "events_produced_total", "Events produced by topic", ["topic"], registry=registry
         )
@@ -41,12 +56,16 @@ class StreamMetrics:
             ["topic", "reason"],
             registry=registry,
         )
-        self.lag = Gauge(
-            "consumer_lag",
-            "Messages not yet consumed (high-water mark minus position) by topic and partition",
-            ["topic", "partition"],
+        self.rebalances = Counter(
+            "rebalances", "Consumer group rebalances this worker went through", registry=registry
+        )
+        self.rebalance_seconds = Histogram(
+            "rebalance_duration_seconds",
+            "From a rebalance's start until its partitions are served again (recovery included)",
+            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
             registry=registry,
         )
+        self.lag = lag_gauge(registry)
 
     def expect_sends_to(self, *topics: str) -> None:
         """Export 0 failures for each topic and reason before the first one happens, so

@@ -22,7 +22,7 @@ from services.payment.core import result_of
 from services.payment.gateway import Outcome, PaymentGateway, SimulatedGateway
 from services.payment.settings import PaymentSettings
 from shared.events import PaymentRequested, RefundPayment
-from shared.faust_app import create_faust_app, decoded, raw_topic, track_consumer_lag
+from shared.faust_app import create_faust_app, decoded, raw_topic, track_group
 from shared.faust_web import AiohttpServer, service_app
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.stream_metrics import StreamMetrics
@@ -105,6 +105,6 @@ def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None)
         await redis.aclose()
 
     web_app.cleanup_ctx.append(resources)
-    track_consumer_lag(app, metrics)
+    track_group(app, metrics)
     app.web_server(AiohttpServer(web_app, settings.host, settings.port))
     return app

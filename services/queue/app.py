@@ -20,6 +20,7 @@ from services.queue.metrics import QueueMetrics
 from services.queue.settings import QueueSettings
 from services.queue.store import QueueStore
 from shared.aiohttp_compat import json_protocol_errors
+from shared.cors import cors_middleware
 from shared.errors import InvalidRequest, MethodNotAllowed, RateLimited, ServiceError
 from shared.http import (
     MAX_BODY_BYTES,
@@ -195,7 +196,12 @@ def create_app(settings: QueueSettings) -> web.Application:
     registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry)
     app = web.Application(
-        middlewares=[request_id_middleware, http_metrics.middleware, error_middleware],
+        middlewares=[
+            request_id_middleware,
+            cors_middleware(settings.infra.cors_allowed_origins),
+            http_metrics.middleware,
+            error_middleware,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
 

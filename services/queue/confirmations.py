@@ -77,12 +77,21 @@ class Confirmations:
             while True:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
                 raws = [r.value or b"" for records in batches.values() for r in records]
+                self.metrics.consumed.labels(TOPIC).inc(len(raws))
+                await self._report_lag()
                 if raws:
                     await self._retrying(raws)
                 if batches:
                     await self.consumer.commit()
         finally:
             await self.consumer.stop()
+
+    async def _report_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                behind = highwater - await self.consumer.position(tp)
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, behind))
 
     async def _retrying(self, raws: list[bytes]) -> None:
         while True:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from shared.stream_metrics import consumed_counter, lag_gauge
+
 
 class QueueMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -53,6 +55,9 @@ class QueueMetrics:
             "QUEUE_MAX_ACTIVE: active tokens a concert may hold at once",
             registry=registry,
         )
+        # The queue's own consumer of seat.confirmed, named like the Faust workers' series.
+        self.consumed = consumed_counter(registry)
+        self.lag = lag_gauge(registry)
         self.admission_rate = Gauge(
             "queue_admission_rate",
             "Measured admissions per second",

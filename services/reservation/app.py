@@ -24,7 +24,7 @@ from shared.faust_app import (
     create_faust_app,
     decoded_events,
     raw_topic,
-    track_consumer_lag,
+    track_group,
 )
 from shared.faust_compat import committed_offsets
 from shared.faust_web import AiohttpServer
@@ -104,6 +104,6 @@ def create_app(settings: ReservationSettings) -> faust.App:
     async def on_recovered() -> None:
         ctx.sweeper.stale = True  # the table changed under the heap: rebuild it on the next sweep
 
-    track_consumer_lag(app, ctx.metrics)
+    track_group(app, ctx.metrics)
     app.web_server(AiohttpServer(create_web_app(ctx, redis), settings.host, settings.port))
     return app

@@ -426,7 +426,13 @@ def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:
         await ctx.store.ping()
 
     infra = ctx.settings.infra
-    app = service_app(ctx.registry, drain_s=infra.shutdown_drain_s, openapi=OPENAPI, ready=ready)
+    app = service_app(
+        ctx.registry,
+        drain_s=infra.shutdown_drain_s,
+        openapi=OPENAPI,
+        ready=ready,
+        cors=infra.cors_allowed_origins,
+    )
     app[DRAIN].on_begin(ctx.waiters.drain)  # on SIGTERM every long-poll answers now
     app[CTX] = ctx
     for contract in (ASYNCAPI_FILE, SCHEMA_FILE):  # the event contracts, for downstream teams

@@ -18,7 +18,7 @@ from services.seat_projection.core import AVAILABLE, HELD, SOLD, Counts, SeatVie
 from services.seat_projection.settings import ProjectionSettings
 from shared.errors import InvalidRequest, NotFound
 from shared.events import seat_key
-from shared.faust_app import create_faust_app, decoded_batch, raw_topic, track_consumer_lag
+from shared.faust_app import create_faust_app, decoded_batch, raw_topic, track_group
 from shared.faust_compat import writing_for
 from shared.faust_web import AiohttpServer, service_app
 from shared.http import json_response, query_int
@@ -127,8 +127,13 @@ def create_app(settings: ProjectionSettings) -> faust.App:
         )
 
     # Served only after table recovery: ready then.
-    web_app = service_app(registry, drain_s=infra.shutdown_drain_s, openapi=OPENAPI)
+    web_app = service_app(
+        registry,
+        drain_s=infra.shutdown_drain_s,
+        openapi=OPENAPI,
+        cors=infra.cors_allowed_origins,  # the fans' page reads the seat map
+    )
     web_app.router.add_get("/v1/concerts/{concert_id}/seats", seats)
-    track_consumer_lag(app, metrics)
+    track_group(app, metrics)
     app.web_server(AiohttpServer(web_app, settings.host, settings.port))
     return app

@@ -119,6 +119,15 @@ class TestSettings:
         require_canonical_url(given, "0.0.0.0")
         require_canonical_url(InfraSettings.from_env(Env({})), "127.0.0.1")
 
+    def test_cors_origins_are_exact_origins_only(self) -> None:
+        given = "https://tickets.example, http://localhost:8080/"
+        infra = InfraSettings.from_env(Env({"CORS_ALLOWED_ORIGINS": given}))
+        assert infra.cors_allowed_origins == ("https://tickets.example", "http://localhost:8080")
+        assert InfraSettings.from_env(Env({})).cors_allowed_origins == ()
+        for bad in ("*", "tickets.example", "https://tickets.example/page", "ftp://x.example"):
+            with pytest.raises(SettingsError, match="CORS_ALLOWED_ORIGINS"):
+                InfraSettings.from_env(Env({"CORS_ALLOWED_ORIGINS": bad}))
+
     def test_noida_workarounds_apply_only_when_noida_is_selected(self) -> None:
         kafka = InfraSettings.from_env(Env({}))
         assert (kafka.static_membership, kafka.fetch_pacing_ms) == (False, 0.0)

@@ -1,5 +1,6 @@
-"""One request followed across the services by its id: returned on the answer, quoted in an
-error, and carried as the Kafka header `request-id` on the command it publishes."""
+"""What every answer carries at the edge. The request id: returned on the answer, quoted in an
+error, and carried as the Kafka header `request-id` on the command it publishes, so one request
+can be followed across the services. And CORS for the browser origins the settings allow."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from aiokafka import AIOKafkaConsumer
 from tests.support.pipeline import Pipeline, pipeline
 from tests.support.queue import fan
 
+PAGE = "https://tickets.example"
+
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack(tmp_path: Path, redis_url: str, kafka_brokers: str) -> AsyncIterator[Pipeline]:
-    async with pipeline(tmp_path, redis_url, kafka_brokers) as p:
+    async with pipeline(tmp_path, redis_url, kafka_brokers, CORS_ALLOWED_ORIGINS=PAGE) as p:
         yield p
 
 
@@ -71,3 +74,32 @@ async def test_every_answer_gets_an_id_and_an_error_quotes_it(stack: Pipeline) -
     for service in ("queue", "reservation", "payment", "seat_projection"):
         async with stack.http.get(stack.url(service, "/healthz")) as r:
             assert len(r.headers["X-Request-Id"]) == 32
+
+
+async def test_a_browser_on_the_allowed_origin_may_call_the_public_apis(stack: Pipeline) -> None:
+    for service, path in (
+        ("queue", "/v1/queue/tokens"),
+        ("reservation", "/v1/reservations"),
+        ("seat_projection", "/v1/concerts/c/seats"),
+    ):
+        preflight = {
+            "Origin": PAGE,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        }
+        async with stack.http.options(stack.url(service, path), headers=preflight) as r:
+            assert r.status == 204, service
+            assert r.headers["Access-Control-Allow-Origin"] == PAGE
+            assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+        async with stack.http.get(stack.url(service, "/healthz"), headers={"Origin": PAGE}) as r:
+            assert r.headers["Access-Control-Allow-Origin"] == PAGE
+            assert "Retry-After" in r.headers["Access-Control-Expose-Headers"]
+
+
+async def test_another_origin_gets_no_cors_permission(stack: Pipeline) -> None:
+    evil = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    async with stack.http.options(stack.url("queue", "/v1/queue/tokens"), headers=evil) as r:
+        assert r.status == 405  # no preflight answer: the browser refuses the call
+        assert "Access-Control-Allow-Origin" not in r.headers
+    async with stack.http.get(stack.url("queue", "/healthz"), headers=evil) as r:
+        assert "Access-Control-Allow-Origin" not in r.headers
