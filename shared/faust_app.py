@@ -26,9 +26,10 @@ from faust.transport.drivers.aiokafka import (
 )
 
 from shared.events import Message, UnknownMessage, decode
-from shared.faust_compat import keep_queued_messages_on_resume, read_offset
+from shared.faust_compat import keep_queued_messages_on_resume, read_offset, recovery_state
 from shared.kafka_compat import batch_fetches, pace_fetches
 from shared.logs import dict_config
+from shared.recovery_watch import RecoveryWatch
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.settings import InfraSettings, SettingsError, describe, require_canonical_url
 from shared.stream_metrics import StreamMetrics
@@ -238,6 +239,7 @@ def faust_main(
         print(f"{name}: Redis unreachable: FAUST_WORKER_ID lease taken once it is back", flush=True)
     app = create_app(settings)
     keep_worker_id(app, name, settings.infra)
+    watch_recovery(app)
     return run_worker(app, settings.infra)
 
 
@@ -263,6 +265,23 @@ def keep_worker_id(app: faust.App, name: str, infra: InfraSettings) -> None:
             os._exit(3)  # two workers with one id must not both run, not even for a moment
         except UNAVAILABLE_ERRORS:
             pass  # Redis away: the lease is renewed (or taken again) once it is back
+
+
+def watch_recovery(app: faust.App, watch: RecoveryWatch | None = None) -> None:
+    """Exit when table recovery stalls (shared/recovery_watch.py), so a restart recovers."""
+    watch = watch or RecoveryWatch()
+
+    @app.timer(interval=min(5.0, watch.stall_s / 3), on_leader=False)  # type: ignore[untyped-decorator]
+    async def recovery_watchdog() -> None:
+        in_recovery, remaining = recovery_state(app)
+        if watch.stalled(time.monotonic(), in_recovery, remaining):
+            log.critical(
+                "table recovery stalled: %d changelog records still to read and none read for "
+                "%.0f s; exiting so that a restart recovers from the start",
+                remaining,
+                watch.stall_s,
+            )
+            os._exit(70)  # alive but never ready: only a restart gets this worker going again
 
 
 def run_worker(app: faust.App, infra: InfraSettings) -> int:

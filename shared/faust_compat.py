@@ -60,6 +60,14 @@ def committed_offsets(consumer: Any) -> Mapping[str, int]:
     return {f"{tp.topic}:{tp.partition}": o for tp, o in committed.items() if o is not None}
 
 
+def recovery_state(app: Any) -> tuple[bool, int]:
+    """(in recovery, changelog records still to read) of the app's table recovery."""
+    recovery = app.tables.recovery
+    if not recovery.in_recovery:
+        return False, 0
+    return True, int(recovery.active_remaining_total())
+
+
 def read_offset(consumer: Any, tp: Any) -> int | None:
     """The offset of the last message this worker read from `tp`, None before the first."""
     read: Mapping[Any, int | None] = getattr(consumer, "_read_offset", {})

@@ -43,3 +43,13 @@ class TestWritingFor:
         with writing_for(event):
             assert current_event() is event
         assert current_event() is None
+
+
+def test_the_recovery_state_reads_on_the_pinned_faust() -> None:
+    """shared.faust_compat.recovery_state reaches Faust internals (the watchdog's input)."""
+    import faust
+
+    from shared.faust_compat import recovery_state
+
+    app = faust.App("recovery-state-test", broker="kafka://127.0.0.1:1", store="memory://")
+    assert recovery_state(app) == (False, 0)
