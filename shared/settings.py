@@ -34,21 +34,25 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
 
-    def text(self, name: str, default: str) -> str:
+    def raw(self, name: str) -> str | None:
         """NAME, or the content of the file that NAME_FILE names: how orchestrators mount
         secrets (Kubernetes Secret volumes, compose secrets). Both at once is refused."""
         file = self.environ.get(f"{name}_FILE", "").strip()
         if not file:
-            return self.environ.get(name, default).strip()
+            return self.environ.get(name)
         if self.environ.get(name, "").strip():
             raise SettingsError(f"set {name} or {name}_FILE, not both")
         try:
-            return Path(file).read_text().strip()
+            return Path(file).read_text()
         except OSError as exc:
             raise SettingsError(f"{name}_FILE={file}: cannot read it ({exc.strerror})") from None
 
+    def text(self, name: str, default: str) -> str:
+        raw = self.raw(name)
+        return (default if raw is None else raw).strip()
+
     def flag(self, name: str, default: bool) -> bool:
-        raw = self.environ.get(name)
+        raw = self.raw(name)
         if raw is None or raw.strip() == "":
             return default
         value = raw.strip().lower()
@@ -88,7 +92,7 @@ class Env:
     def _number(
         self, kind: type[T], name: str, default: T, minimum: T | None, maximum: T | None
     ) -> T:
-        raw = self.environ.get(name)
+        raw = self.raw(name)
         if raw is None or raw.strip() == "":
             value = default
         else:

@@ -101,6 +101,14 @@ class TestSettings:
         assert s.infra.redis_url == "redis+sentinel://:pw@sentinel:26379/ticketing/0"
         assert s.token_secret == b"k" * 40
 
+    def test_numbers_and_flags_can_come_from_files_too(self, tmp_path: Path) -> None:
+        (tmp_path / "port").write_text("9100\n")
+        (tmp_path / "flag").write_text("false\n")
+        s = queue(
+            QUEUE_PORT_FILE=str(tmp_path / "port"), KAFKA_IDEMPOTENT_FILE=str(tmp_path / "flag")
+        )
+        assert (s.port, s.infra.kafka_idempotent) == (9100, False)
+
     def test_a_variable_and_its_file_together_are_refused(self, tmp_path: Path) -> None:
         (tmp_path / "key").write_text("k" * 40)
         with pytest.raises(SettingsError, match="QUEUE_TOKEN_SECRET or QUEUE_TOKEN_SECRET_FILE"):
