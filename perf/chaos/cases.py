@@ -526,7 +526,7 @@ def figures(
         "tokens_lost": len(verdict.tokens_lost),
         "tokens_lost_users": verdict.tokens_lost[:20],
         "tokens_lost_by_reason": verdict.tokens_lost_by_reason,
-        "tokens_lost_acknowledged_s": [  # the first and the last lost token's answer
+        "tokens_lost_acknowledged_s": [  # when the first and the last lost token were given
             round(ledger.token_at[u], 1) for u in verdict.tokens_lost[:1] + verdict.tokens_lost[-1:]
         ],
         "tokens_may_be_lost": case.may_lose_tokens,
