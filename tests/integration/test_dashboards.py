@@ -27,6 +27,15 @@ JOBS = {"queue": "queue", "reservation": "reservation", "payment": "payment"}
 JOBS["seat-projection"] = "seat_projection"  # job name (as in infra/prometheus) -> service
 
 
+def exporter_target(redis_url: str) -> str:
+    """The exporter reads one node: a Cluster's first one (`make test-redis-cluster`)."""
+    scheme, _, rest = redis_url.partition("://")
+    if scheme == "redis+cluster":
+        first = rest.split("/")[0].split("@")[-1].split(",")[0]
+        return f"redis://{first}"
+    return redis_url
+
+
 def panels() -> list[tuple[str, str, str]]:
     """(dashboard, panel title, PromQL) for every target of every panel."""
     out = []
@@ -78,7 +87,7 @@ async def monitored(
                     exporter_port,
                     [
                         binary("prometheus-redis-exporter"),
-                        f"--redis.addr={redis_url}",
+                        f"--redis.addr={exporter_target(redis_url)}",
                         f"--web.listen-address=127.0.0.1:{exporter_port}",
                     ],
                     tmp_path / "exporter.log",
