@@ -315,8 +315,8 @@ async def records_and_offsets(brokers: str, topic: str) -> tuple[int, int]:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
-    await consumer.start()
-    try:
+    try:  # started inside: a start cut short still closes it
+        await consumer.start()
         partitions = await partitions_of(brokers, topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)

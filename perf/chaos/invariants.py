@@ -104,9 +104,9 @@ async def deleted_unprocessed(brokers: str) -> list[str]:
     limited = [spec for spec in CATALOG if spec.retention_ms > 0]
     admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
     consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
+    try:  # started inside: a start cut short still closes both
+        await admin.start()
+        await consumer.start()
         wrong = []
         for spec in limited:
             partitions = await partitions_of(brokers, spec.name)

@@ -21,9 +21,9 @@ async def group_lag(brokers: str, group: str, topics: tuple[str, ...]) -> int:
     """Records on `topics` the group has not committed yet."""
     admin = AIOKafkaAdminClient(bootstrap_servers=brokers, request_timeout_ms=3000)
     consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
+    try:  # started inside: a start cut short (brokers down, timeout) still closes both
+        await admin.start()
+        await consumer.start()
         committed = await admin.list_consumer_group_offsets(group)
         partitions = await partitions_of(brokers, *topics)
         ends = await consumer.end_offsets(partitions)
