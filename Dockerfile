@@ -6,7 +6,11 @@
 # user, and starts in production mode, which refuses to start without REDIS_URL and
 # KAFKA_BROKERS. `make image-check` runs the same install script and starts the services from
 # its result on a machine without Docker; hadolint lints this file in `make test`.
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# Pinned by tag and by the digest of its multi-architecture index, so a rebuild gets the same
+# base. No registry is reachable from where this was written: the digest is the one public
+# projects pin for this tag, not read from Docker Hub here. Check it, or move it on, with
+#   docker buildx imagetools inspect python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /build

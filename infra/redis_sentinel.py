@@ -74,7 +74,16 @@ def sentinel_binary() -> str:
     return path
 
 
-def start_sentinel_group(workdir: Path, password: str | None = None) -> SentinelGroup:
+def start_sentinel_group(
+    workdir: Path,
+    password: str | None = None,
+    *,
+    down_after_ms: int = DOWN_AFTER_MS,
+    settled: bool = True,
+) -> SentinelGroup:
+    """The group, returned once its replicas have synced and its sentinels know each other;
+    `settled=False` returns once the replicas are merely connected (the old readiness, kept for
+    `python -m perf.chaos.double_failover`)."""
     auth = ["--requirepass", password, "--masterauth", password] if password else []
     primary = start_redis(workdir / "redis-0", extra_args=auth, name="redis primary")
     nodes = [primary]
@@ -89,8 +98,15 @@ def start_sentinel_group(workdir: Path, password: str | None = None) -> Sentinel
             )
         for i in range(3):
             group.sentinels.append(
-                _start_sentinel(workdir / f"sentinel-{i}", primary.port, password)
+                _start_sentinel(workdir / f"sentinel-{i}", primary.port, password, down_after_ms)
             )
+        if not settled:
+            wait_until(
+                lambda: _connected_replicas(primary.port, password) == 2,
+                timeout=READY_TIMEOUT_S,
+                what="redis replicas connected",
+            )
+            return group
         wait_until(
             lambda: all(_in_sync(n.port, password) for n in nodes[1:]),
             timeout=READY_TIMEOUT_S,
@@ -121,6 +137,16 @@ def _in_sync(port: int, password: str | None) -> bool:
         client.close()
 
 
+def _connected_replicas(port: int, password: str | None) -> int:
+    client = redis.Redis(port=port, password=password, socket_timeout=1)
+    try:
+        return int(client.info("replication").get("connected_slaves", 0))
+    except redis.RedisError:
+        return 0
+    finally:
+        client.close()
+
+
 def _other_sentinels(port: int, password: str | None) -> int:
     client = redis.Redis(port=port, password=password, socket_timeout=1, decode_responses=True)
     try:
@@ -133,7 +159,9 @@ def _other_sentinels(port: int, password: str | None) -> int:
         client.close()
 
 
-def _start_sentinel(workdir: Path, primary_port: int, password: str | None) -> Server:
+def _start_sentinel(
+    workdir: Path, primary_port: int, password: str | None, down_after_ms: int
+) -> Server:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     lines = [
@@ -141,7 +169,7 @@ def _start_sentinel(workdir: Path, primary_port: int, password: str | None) -> S
         f"port {port}",
         f"dir {workdir}",
         f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2",
-        f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
+        f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
         f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
         f"sentinel parallel-syncs {SERVICE} 1",
     ]

@@ -24,11 +24,12 @@ from faust.transport.drivers.aiokafka import (
     Producer,
     Transport,
 )
+from mode import Service
 
 from shared.events import Message, UnknownMessage, decode
 from shared.faust_compat import keep_queued_messages_on_resume, read_offset, recovery_state
 from shared.kafka_compat import batch_fetches, pace_fetches
-from shared.logs import dict_config
+from shared.logs import dict_config, follow_record
 from shared.recovery_watch import RecoveryWatch
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.settings import InfraSettings, SettingsError, describe, require_canonical_url
@@ -170,8 +171,11 @@ async def decoded(stream: Any, metrics: StreamMetrics) -> AsyncIterator[Message]
 async def decoded_events(stream: Any, metrics: StreamMetrics) -> AsyncIterator[tuple[Any, Message]]:
     """(Faust event, catalog message) of a stream, counted per topic. A message the catalog
     cannot read is counted, logged with its position, acked and skipped (it would never decode
-    on retry). On a `stream.noack()` stream the caller acks every event it is given."""
+    on retry). On a `stream.noack()` stream the caller acks every event it is given. While the
+    caller handles an event, its `request-id` header is the current request id (shared/logs.py).
+    """
     async for event in stream.events():
+        follow_record(event.message.headers)
         message = decode_event(event, metrics)
         if message is None:
             event.ack()
@@ -239,8 +243,8 @@ def faust_main(
         print(f"{name}: Redis unreachable: FAUST_WORKER_ID lease taken once it is back", flush=True)
     app = create_app(settings)
     keep_worker_id(app, name, settings.infra)
-    watch_recovery(app)
-    return run_worker(app, settings.infra)
+    watchdog = RecoveryWatchdog(app, RecoveryWatch(settings.infra.recovery_stall_s))
+    return run_worker(app, settings.infra, watchdog)
 
 
 async def claim_worker_id(name: str, infra: InfraSettings) -> None:
@@ -267,25 +271,34 @@ def keep_worker_id(app: faust.App, name: str, infra: InfraSettings) -> None:
             pass  # Redis away: the lease is renewed (or taken again) once it is back
 
 
-def watch_recovery(app: faust.App, watch: RecoveryWatch | None = None) -> None:
-    """Exit when table recovery stalls (shared/recovery_watch.py), so a restart recovers."""
-    watch = watch or RecoveryWatch()
+class RecoveryWatchdog(Service):
+    """Exits the process when table recovery stalls (shared/recovery_watch.py), so a restart
+    recovers. A service of the Worker, not an app timer: Faust starts app timers only once the
+    first recovery is complete, so a timer would miss a worker stalled at its start."""
 
-    @app.timer(interval=min(5.0, watch.stall_s / 3), on_leader=False)  # type: ignore[untyped-decorator]
-    async def recovery_watchdog() -> None:
-        in_recovery, remaining = recovery_state(app)
-        if watch.stalled(time.monotonic(), in_recovery, remaining):
-            log.critical(
-                "table recovery stalled: %d changelog records still to read and none read for "
-                "%.0f s; exiting so that a restart recovers from the start",
-                remaining,
-                watch.stall_s,
-            )
-            os._exit(70)  # alive but never ready: only a restart gets this worker going again
+    def __init__(self, app: faust.App, watch: RecoveryWatch) -> None:
+        super().__init__()
+        self.app, self.watch = app, watch
+
+    @Service.task
+    async def _watch(self) -> None:
+        interval = min(5.0, self.watch.stall_s / 3)
+        while not self.should_stop:
+            await self.sleep(interval)
+            in_recovery, remaining = recovery_state(self.app)
+            if self.watch.stalled(time.monotonic(), in_recovery, remaining):
+                log.critical(
+                    "table recovery stalled: %d changelog records still to read and none read "
+                    "for %.0f s; exiting so that a restart recovers from the start",
+                    remaining,
+                    self.watch.stall_s,
+                )
+                os._exit(70)  # alive but never ready: only a restart gets this worker going
 
 
-def run_worker(app: faust.App, infra: InfraSettings) -> int:
-    """Declare the catalog's topics, then run a Faust worker until SIGTERM/SIGINT (drains)."""
+def run_worker(app: faust.App, infra: InfraSettings, *services: Service) -> int:
+    """Declare the catalog's topics, then run a Faust worker, with `services` beside the app,
+    until SIGTERM/SIGINT (drains)."""
     brokers = infra.kafka_brokers or "127.0.0.1:9092"
     asyncio.run(
         ensure_topics(
@@ -296,7 +309,7 @@ def run_worker(app: faust.App, infra: InfraSettings) -> int:
         )
     )
     worker = faust.Worker(
-        app, loglevel="INFO", quiet=True, logging_config=dict_config(infra.log_format)
+        app, *services, loglevel="INFO", quiet=True, logging_config=dict_config(infra.log_format)
     )
     worker.execute_from_commandline()  # exits the process itself
     return 0

@@ -5,7 +5,9 @@ HTTP request being served.
 The request id is taken from `X-Request-Id` when the caller sends a well-formed one (a load
 balancer or the service that forwarded the request), generated otherwise, returned on every
 answer, quoted in every error envelope, and sent as the Kafka header `request-id` on the
-commands the request publishes, so one purchase can be followed across the four services.
+commands the request publishes. A Faust agent takes it from each record it reads (see
+`follow_record`) and puts it on what it publishes in turn, so one purchase can be followed across
+the four services, from the HTTP request to `seat.confirmed`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +55,17 @@ async def request_id_middleware(
         raise
     finally:
         REQUEST_ID.reset(token)
+
+
+def follow_record(headers: Any) -> None:
+    """Make the `request-id` header of the record being handled (a mapping or (key, value)
+    pairs, as Faust gives them) the current request id, or clear it: the agent's log lines and
+    what it publishes then carry the id of the request that caused them. A header that is not
+    well formed is ignored."""
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    raw = next((v for k, v in pairs if k == KAFKA_HEADER), b"")
+    rid = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw or "")
+    REQUEST_ID.set(rid if WELL_FORMED.fullmatch(rid) else "")
 
 
 def kafka_headers() -> list[tuple[str, bytes]]:

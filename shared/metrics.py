@@ -18,6 +18,7 @@ from prometheus_client import (
 
 from shared.http import Handler
 from shared.redis_client import OUT_OF_MEMORY
+from shared.redis_compat import POOL_METRICS
 
 # Up to 30 s: long-polls (wait_ms) last up to 10 s and must not all land in +Inf.
 LATENCY_BUCKETS = (
@@ -42,7 +43,8 @@ LATENCY_BUCKETS = (
 class HttpMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        registry.register(OUT_OF_MEMORY)  # process-wide, shown by every service
+        for process_wide in (OUT_OF_MEMORY, *POOL_METRICS):  # shown by every service
+            registry.register(process_wide)
         # The process itself: RSS, CPU, open fds (process_*), GC (python_gc_*), Python version.
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)

@@ -5,18 +5,16 @@ the worker serves again. `make chaos` once saw it wait forever after a scale-dow
 log: `No event received for active tp ... since recovery start`, for minutes): the process was
 alive and never ready, so no supervisor restarted it. A stall is recovery that still has records
 to read and has read none for `stall_s`; the worker then exits, and its restart recovers from the
-start of the changelog."""
+start of the changelog. How long `stall_s` is: FAUST_RECOVERY_STALL_S (shared/settings.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-RECOVERY_STALL_S = 30.0  # no changelog record read for this long while records remain
-
 
 @dataclass
 class RecoveryWatch:
-    stall_s: float = RECOVERY_STALL_S
+    stall_s: float  # no changelog record read for this long while records remain
     _remaining: int = -1  # what was left to read when it last changed
     _since: float = 0.0
 

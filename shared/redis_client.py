@@ -16,12 +16,13 @@ from urllib.parse import unquote
 
 from prometheus_client import Counter
 from redis import exceptions as rexc
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 
+from shared import redis_compat as pool_metrics
 from shared.errors import StoreFull, Unavailable
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,19 @@ class QueuingRedisCluster(RedisCluster):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._in_flight = asyncio.Semaphore(int(kwargs.get("max_connections", 2**31)))
+        limit = int(kwargs.get("max_connections", 2**31))
+        self._in_flight = asyncio.Semaphore(limit)
+        pool_metrics.limit(self, limit)  # the pool metrics of shared/redis_compat.py, counted here
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._in_flight.locked():
+            pool_metrics.WAITS.inc()
         async with self._in_flight:
-            return await super().execute_command(*args, **kwargs)
+            pool_metrics.IN_USE.inc()
+            try:
+                return await super().execute_command(*args, **kwargs)
+            finally:
+                pool_metrics.IN_USE.dec()
 
 
 # Process-wide: every service's /metrics registers it (shared.metrics.HttpMetrics).
@@ -131,7 +140,12 @@ def create_redis(url: str, *, socket_timeout: float, max_connections: int) -> An
         )
         db = int(path[1]) if len(path) > 1 else 0
         master: Redis = sentinel.master_for(
-            path[0], password=password, db=db, max_connections=max_connections, **common
+            path[0],
+            connection_pool_class=pool_metrics.CountedSentinelPool,
+            password=password,
+            db=db,
+            max_connections=max_connections,
+            **common,
         )
         return master
     if url.startswith("redis+cluster://"):
@@ -147,7 +161,7 @@ def create_redis(url: str, *, socket_timeout: float, max_connections: int) -> An
             "REDIS_URL must start with redis://, rediss://, unix://, "
             "redis+sentinel:// or redis+cluster://"
         )
-    pool = BlockingConnectionPool.from_url(
+    pool = pool_metrics.CountedBlockingPool.from_url(
         url, max_connections=max_connections, timeout=socket_timeout, **common
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it

@@ -161,6 +161,7 @@ class InfraSettings:
     kafka_fetch_min_bytes: int
     kafka_fetch_max_wait_ms: int
     shutdown_drain_s: float
+    recovery_stall_s: float  # a Faust worker whose table recovery stalls this long exits
     log_format: str  # json (machines) or text (people)
     cors_allowed_origins: tuple[str, ...]  # browser origins allowed to call the public APIs
 
@@ -240,6 +241,9 @@ class InfraSettings:
             # On SIGTERM: readiness off and long-polls answered at once, then this long serving
             # before the listener closes (shared/serving.py).
             shutdown_drain_s=e.number("SHUTDOWN_DRAIN_S", 2.0, minimum=0.0, maximum=120.0),
+            # Table recovery with records left to read and none read for this long: the worker
+            # exits (status 70) so its supervisor restarts it (shared/recovery_watch.py).
+            recovery_stall_s=e.number("FAUST_RECOVERY_STALL_S", 30.0, minimum=1.0, maximum=3600.0),
             log_format=e.choice("LOG_FORMAT", "json" if prod else "text", LOG_FORMATS),
             cors_allowed_origins=e.origins("CORS_ALLOWED_ORIGINS"),
         )

@@ -24,6 +24,7 @@ from services.payment.settings import PaymentSettings
 from shared.events import PaymentRequested, RefundPayment
 from shared.faust_app import create_faust_app, decoded, raw_topic, track_group
 from shared.faust_web import AiohttpServer, service_app
+from shared.logs import kafka_headers
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.stream_metrics import StreamMetrics
 from shared.topics import BY_NAME, PAYMENT, TOPIC_OF, key_of, names
@@ -92,7 +93,9 @@ def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None)
                     )
                 result = result_of(m, outcome, time.time_ns() // 1_000_000)
                 name = TOPIC_OF[type(result).__name__]
-                await out[name].send(key=key_of(name, result), value=result.to_bytes())
+                await out[name].send(
+                    key=key_of(name, result), value=result.to_bytes(), headers=kafka_headers()
+                )
                 metrics.produced.labels(name).inc()
                 metrics.decisions.labels(type(result).__name__).inc()
 

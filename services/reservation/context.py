@@ -182,6 +182,7 @@ class Handed:
     reservation_id: str | None
     closed: Reservation | None
     done: Ack
+    headers: tuple[tuple[str, bytes], ...] = ()  # the cause's request id, on every output
 
 
 class Outbox:
@@ -195,7 +196,7 @@ class Outbox:
 
     def __init__(
         self,
-        send: Callable[[Output], Awaitable[Any]],
+        send: Callable[[Output, list[tuple[str, bytes]]], Awaitable[Any]],
         store: ReservationStore,
         waiters: Waiters,
         crash: Callable[[BaseException], Awaitable[Any]],
@@ -241,7 +242,7 @@ class Outbox:
                 await self._release([h.closed for h in batch if h.closed is not None])
                 for h in batch:
                     for o in h.outputs:
-                        await self.send(o)
+                        await self.send(o, list(h.headers))
                 for h in batch:
                     if h.reservation_id is not None:
                         self.waiters.notify(h.reservation_id)
@@ -345,7 +346,7 @@ class Reservations:
     outbox: Outbox = field(init=False)
 
     def __post_init__(self) -> None:
-        self.outbox = Outbox(lambda o: self.send(o), self.store, self.waiters, self.app.crash)
+        self.outbox = Outbox(lambda o, h: self.send(o, h), self.store, self.waiters, self.app.crash)
         Gauge(
             "reservation_decision_delay_seconds",
             "Recent time from a seat message's record to its decision (EWMA)",
@@ -373,9 +374,11 @@ class Reservations:
         """One message through `core.step`; the record is written and the outputs handed to
         the outbox, which publishes them once the record is acknowledged, then calls `done`
         (the event's ack). A crash therefore loses a decision and its outputs together, and
-        never leaves outputs of a decision a restarted worker does not know."""
+        never leaves outputs of a decision a restarted worker does not know. The outputs carry
+        the request id of `m` (shared/logs.py)."""
+        headers = tuple(kafka_headers())
         if not isinstance(m, SeatMessage):
-            await self.outbox.put(Handed(None, (), None, None, done))
+            await self.outbox.put(Handed(None, (), None, None, done, headers))
             return
         key = m.seat_key
         record = prune(self.seats.get(key), self.committed())
@@ -389,7 +392,7 @@ class Reservations:
         )
         if not stepped.decided:
             self.metrics.decisions.labels(f"{type(m).__name__}:ignored").inc()
-            await self.outbox.put(Handed(None, stepped.outputs, None, None, done))
+            await self.outbox.put(Handed(None, stepped.outputs, None, None, done, headers))
             return
         for e in stepped.decided:
             # A release says why (hold_expired / payment_failed): the hold-expiry alert's input.
@@ -399,5 +402,5 @@ class Reservations:
                 self.sweeper.track(e)
         write = self.seats.put(key, stepped.record)
         await self.outbox.put(
-            Handed(write, stepped.outputs, m.reservation_id, stepped.closed, done)
+            Handed(write, stepped.outputs, m.reservation_id, stepped.closed, done, headers)
         )

@@ -1,6 +1,7 @@
 """What every answer carries at the edge. The request id: returned on the answer, quoted in an
-error, and carried as the Kafka header `request-id` on the command it publishes, so one request
-can be followed across the services. And CORS for the browser origins the settings allow."""
+error, and carried as the Kafka header `request-id` on the command it publishes and on every
+record derived from it, so one request can be followed across the services. And CORS for the
+browser origins the settings allow."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ async def headers_of(brokers: str, topic: str, reservation_id: str) -> dict[str,
         await consumer.stop()
 
 
-async def test_a_callers_id_is_returned_and_rides_on_the_command_it_publishes(
+async def test_a_callers_id_is_returned_and_rides_on_every_record_of_the_purchase(
     stack: Pipeline, kafka_brokers: str
 ) -> None:
     concert = await stack.create_concert(seats=2)
@@ -58,7 +59,23 @@ async def test_a_callers_id_is_returned_and_rides_on_the_command_it_publishes(
         assert r.headers["X-Request-Id"] == rid
         reservation_id = (await r.json())["reservation_id"]
     headers = await headers_of(kafka_brokers, "reservation.requested", reservation_id)
-    assert headers["request-id"] == rid.encode()
+    assert headers.get("request-id") == rid.encode()
+    # What the seat agent derives from the command carries the same id.
+    headers = await headers_of(kafka_brokers, "seat.held", reservation_id)
+    assert headers.get("request-id") == rid.encode()
+    # The payment request's id rides on its command, the gateway's result and the outcome.
+    paid = f"trace-{uuid.uuid4().hex}"
+    status, _ = await stack.call(
+        "POST",
+        "reservation",
+        f"/v1/reservations/{reservation_id}/payment",
+        json={"user_id": "fan-1"},
+        headers={"Queue-Token": token, "X-Request-Id": paid},
+    )
+    assert status == 202
+    for topic in ("payment.requested", "payment.completed", "seat.confirmed"):
+        headers = await headers_of(kafka_brokers, topic, reservation_id)
+        assert headers.get("request-id") == paid.encode(), topic
 
 
 async def test_every_answer_gets_an_id_and_an_error_quotes_it(stack: Pipeline) -> None:

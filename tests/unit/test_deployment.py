@@ -110,6 +110,14 @@ class TestImage:
         }
         assert admitted == copied
 
+    def test_the_base_image_is_pinned_by_tag_and_digest(self) -> None:
+        text = (ROOT / "Dockerfile").read_text()
+        assert re.search(
+            r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$", text, re.M
+        )
+        stages = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+        assert stages and set(stages) == {"${PYTHON_IMAGE}"}
+
     def test_the_image_runs_as_a_non_root_user_in_production_mode(self) -> None:
         text = (ROOT / "Dockerfile").read_text()
         users = re.findall(r"^USER (\S+)", text, re.M)

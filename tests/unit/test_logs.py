@@ -9,7 +9,7 @@ import logging.config
 import orjson
 import pytest
 
-from shared.logs import REQUEST_ID, dict_config, kafka_headers, request_id_of
+from shared.logs import REQUEST_ID, dict_config, follow_record, kafka_headers, request_id_of
 
 
 def capture(fmt: str) -> tuple[logging.Logger, io.StringIO]:
@@ -43,6 +43,26 @@ class TestRequestIds:
         token = REQUEST_ID.set("req-7")
         try:
             assert kafka_headers() == [("request-id", b"req-7")]
+        finally:
+            REQUEST_ID.reset(token)
+
+    @pytest.mark.parametrize(
+        ("headers", "expected"),
+        [
+            ([("request-id", b"req-9")], "req-9"),
+            ({"request-id": b"req-9"}, "req-9"),
+            ([("other", b"x")], ""),
+            (None, ""),
+            ([("request-id", b"x\r\nforged: 1")], ""),
+        ],
+    )
+    def test_an_agent_follows_the_request_id_of_the_record_it_handles(
+        self, headers: object, expected: str
+    ) -> None:
+        token = REQUEST_ID.set("left over from the record before")
+        try:
+            follow_record(headers)
+            assert REQUEST_ID.get() == expected
         finally:
             REQUEST_ID.reset(token)
 

@@ -64,7 +64,9 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     app = create_app(settings)
     sent: list[tuple[str, bytes, Message]] = []
 
-    async def record(self: Reservations, o: Output) -> None:
+    async def record(
+        self: Reservations, o: Output, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         sent.append((o.topic, o.key, decode(o.value)))
 
     monkeypatch.setattr(SeatRecords, "put", no_ack)

@@ -24,6 +24,7 @@ class Recording:
 
     def __init__(self, fail_release: bool = False) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.headers: list[list[tuple[str, bytes]]] = []
         self.fail_release = fail_release
 
     async def release_holds(self, holds: list[tuple[str, str, str]]) -> None:
@@ -31,8 +32,9 @@ class Recording:
         if self.fail_release:
             raise ConnectionError("redis down")
 
-    async def send(self, o: Output) -> None:
+    async def send(self, o: Output, headers: list[tuple[str, bytes]]) -> None:
         self.calls.append(("send", o.value))
+        self.headers.append(headers)
 
 
 def held(rid: str) -> Reservation:
@@ -84,6 +86,19 @@ class TestTheOutbox:
             ("send", b"r2"),
         ]
         assert acks == ["r1", "r2"]
+
+    async def test_every_output_carries_the_request_id_of_its_cause(self) -> None:
+        rec = Recording()
+        outbox = Outbox(rec.send, rec, Waiters(), crash)  # type: ignore[arg-type]
+        acks: list[str] = []
+        outputs = (Output("t", b"k", b"held"), Output("t", b"k", b"pay"))
+        cause = (("request-id", b"rid-1"),)
+        await outbox.put(Handed(None, outputs, "r1", None, lambda: acks.append("r1"), cause))
+        await outbox.put(
+            Handed(None, (Output("t", b"k", b"expired"),), "r2", None, lambda: acks.append("r2"))
+        )
+        await drained(outbox, rec, acks, 2)
+        assert rec.headers == [[("request-id", b"rid-1")]] * 2 + [[]]
 
     async def test_goes_on_when_redis_cannot_free_the_slots(self) -> None:
         rec = Recording(fail_release=True)
