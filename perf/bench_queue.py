@@ -1,6 +1,6 @@
 """Benchmark the queue service against bare aiohttp with k6: `python -m perf.bench_queue`.
 
-`make bench-queue` runs it. For 1 and then 2 workers: the bare hello app (perf/hello.py, as
+`make bench-queue-workers` runs it. For 1 and then 2 workers: the bare hello app (perf/hello.py, as
 many processes) as the ceiling, then the queue service on an embedded Redis (no broker, rate
 limits off) for token issue, status poll and validate; each as a saturation run (constant VUs)
 and a fixed-rate run (BENCH_RATE req/s offered) for its p99. Prints a table and writes

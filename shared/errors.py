@@ -1,57 +1,111 @@
-"""Errors every service translates to HTTP once, at the edge (see shared.http)."""
+"""Every error the services raise, in one place: a stable machine-readable `code` and a message
+safe to show to clients, with no HTTP in them. The HTTP edge (shared/http.py) maps each code to
+its status through one table, `ERROR_CODES`, which is also the documented list of codes."""
 
 from __future__ import annotations
 
 
-class ServiceError(Exception):
-    """A failure with a stable machine-readable code, safe to show to clients."""
+class DomainError(Exception):
+    """A failure a client can be told about: `code` says which, `message` says it in words,
+    `extra` adds fields to the answer (e.g. `field`, `reason`, `position`)."""
 
-    status = 400
     code = "bad_request"
+    retry_after_s: int | None = None  # for failures that pass: when to try again
 
-    def __init__(
-        self, message: str, *, headers: dict[str, str] | None = None, **extra: object
-    ) -> None:
+    def __init__(self, message: str, **extra: object) -> None:
         super().__init__(message)
         self.message = message
-        self.headers = headers or {}
         self.extra = extra
 
 
-class InvalidRequest(ServiceError):
-    status = 400
+# --- the request itself ----------------------------------------------------------------------
+
+
+class InvalidRequest(DomainError):
     code = "invalid_request"
 
 
-class NotFound(ServiceError):
-    status = 404
+class NotFound(DomainError):
     code = "not_found"
 
 
-class MethodNotAllowed(ServiceError):
-    status = 405
+class MethodNotAllowed(DomainError):
     code = "method_not_allowed"
 
     def __init__(self, message: str, *, allow: str) -> None:
-        super().__init__(message, headers={"Allow": allow})
+        super().__init__(message)
+        self.allow = allow
 
 
-class RateLimited(ServiceError):
-    status = 429
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class RateLimited(DomainError):
     code = "rate_limited"
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
-class Unavailable(ServiceError):
+# --- who is asking -----------------------------------------------------------------------------
+
+
+class IdentityRequired(DomainError):
+    code = "identity_required"
+
+
+class InvalidIdentity(DomainError):
+    code = "invalid_identity"
+
+
+class IdentityMismatch(DomainError):
+    code = "identity_mismatch"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+# --- queue tokens and holds --------------------------------------------------------------------
+
+
+class TokenInvalid(DomainError):
+    code = "invalid_token"
+
+
+class TokenMismatch(DomainError):
+    code = "token_mismatch"
+
+
+class TokenNotActive(DomainError):
+    code = "token_not_active"
+
+
+class TokenGone(DomainError):
+    code = "token_expired"
+
+
+class HoldExpired(DomainError):
+    code = "hold_expired"
+
+
+# --- the system cannot serve now: retried later ------------------------------------------------
+
+
+class Unavailable(DomainError):
     """A dependency (Redis, Kafka) is unreachable; the client should retry later."""
 
-    status = 503
     code = "unavailable"
 
-    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+    def __init__(self, message: str, *, retry_after_s: int = 1, **extra: object) -> None:
+        super().__init__(message, **extra)
+        self.retry_after_s = retry_after_s
 
 
 class Overloaded(Unavailable):
@@ -70,34 +124,13 @@ class StoreFull(Unavailable):
         super().__init__(message, retry_after_s=5)
 
 
-# Every code an error answer can carry, with its status: the one table clients read. Each
-# service's OpenAPI document publishes it as `x-error-codes`, and tests/unit/test_error_codes.py
-# keeps it equal to the codes the code can produce.
-ERROR_CODES: dict[str, tuple[int, str]] = {
-    "bad_request": (400, "the request cannot be served as sent"),
-    "invalid_request": (400, "a field or the body is malformed; `field` names it"),
-    "malformed_request": (400, "not valid HTTP/1.1"),
-    "identity_required": (401, "no identity assertion (`Authorization: Bearer <JWT>`)"),
-    "invalid_identity": (401, "the identity assertion is forged, expired or for another site"),
-    "invalid_token": (401, "the queue token is forged, tampered or malformed"),
-    "unauthorized": (401, "a credential this call needs is missing or wrong"),
-    "identity_mismatch": (403, "the identity is not the one the request names"),
-    "token_mismatch": (403, "the queue token is another user's or another concert's"),
-    "token_not_active": (403, "the queue token is still waiting: keep polling"),
-    "forbidden": (403, "the reservation belongs to someone else"),
-    "not_found": (404, "no such route, concert or reservation"),
-    "method_not_allowed": (405, "the route does not take this method; `Allow` lists those it does"),
-    "conflict": (409, "the resource exists with other values"),
-    "token_expired": (410, "the queue token ended; `reason` says how (expired, dropped, ...)"),
-    "hold_expired": (410, "the seat's hold ended before the payment"),
-    "payload_too_large": (413, "the body is larger than 16 KiB"),
-    "request_too_long": (414, "the request line or headers are too long"),
-    "rate_limited": (429, "too many entries from this user or address; see `Retry-After`"),
-    "http_error": (400, "another client error found by the HTTP layer (4xx)"),
-    "internal": (500, "a defect: logged with the request id, never expected"),
-    "unavailable": (503, "Redis or Kafka is unreachable; retry after `Retry-After`"),
-    "overloaded": (503, "new work refused while the service catches up; retry after `Retry-After`"),
-    "store_full": (503, "Redis is at its memory limit; new entries refused (`Retry-After: 5`)"),
-    "not_replicated": (503, "the entry did not reach a replica in time; entering again is safe"),
-    "draining": (503, "the process is shutting down; another replica serves"),
-}
+class NotReplicated(Unavailable):
+    """An entry did not reach the replicas QUEUE_WAIT_REPLICAS asks for in time."""
+
+    code = "not_replicated"
+
+
+class Draining(Unavailable):
+    """The process is shutting down; another replica serves."""
+
+    code = "draining"

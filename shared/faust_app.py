@@ -17,18 +17,11 @@ from typing import Any, Protocol, TypeVar
 
 import faust
 import uvloop
-from faust.transport.drivers import TRANSPORTS
-from faust.transport.drivers.aiokafka import (
-    AIOKafkaConsumerThread,
-    Consumer,
-    Producer,
-    Transport,
-)
 from mode import Service
 
+from shared import compat
+from shared.compat import read_offset, recovery_state
 from shared.events import Message, UnknownMessage, decode
-from shared.faust_compat import keep_queued_messages_on_resume, read_offset, recovery_state
-from shared.kafka_compat import batch_fetches, pace_fetches
 from shared.logs import dict_config, follow_record
 from shared.recovery_watch import RecoveryWatch
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
@@ -37,47 +30,12 @@ from shared.stream_metrics import StreamMetrics
 from shared.topics import changelog_configs, ensure_topics
 from shared.worker_lease import RENEW_EVERY_S, WorkerIdTaken, claim, renew
 
-
-class IdempotentProducer(Producer):
-    """Faust enables broker-side de-duplication only for exactly-once; we want it always."""
-
-    def _settings_extra(self) -> dict[str, Any]:
-        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
-
-
-# fetch.min.bytes / fetch.max.wait.ms of this process's Faust consumer (one app per process),
-# set by `create_faust_app` from the settings; Faust passes neither to aiokafka.
-FETCH = {"min_bytes": 1, "max_wait_ms": 500}
-
-
-class BatchingConsumerThread(AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        batch_fetches(consumer, min_bytes=FETCH["min_bytes"], max_wait_ms=FETCH["max_wait_ms"])
-        return consumer
-
-
-class BatchingConsumer(Consumer):
-    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return BatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-
-class BatchingTransport(Transport):
-    Consumer = BatchingConsumer
-
-
-class IdempotentTransport(BatchingTransport):
-    Producer = IdempotentProducer
-
-
 log = logging.getLogger(__name__)
-TRANSPORTS.aliases["kafka+batching"] = "shared.faust_app:BatchingTransport"
-TRANSPORTS.aliases["kafka+idempotent"] = "shared.faust_app:IdempotentTransport"
 
 
 def broker_urls(infra: InfraSettings) -> list[str]:
-    scheme = "kafka+idempotent" if infra.kafka_idempotent else "kafka+batching"
-    brokers = infra.kafka_brokers or "127.0.0.1:9092"
+    scheme = compat.IDEMPOTENT if infra.kafka_idempotent else compat.BATCHING
+    brokers = infra.kafka_address
     return [f"{scheme}://{b.strip()}" for b in brokers.split(",") if b.strip()]
 
 
@@ -85,9 +43,6 @@ def create_faust_app(
     app_id: str, infra: InfraSettings, *, web_host: str, web_port: int, datadir: Path
 ) -> faust.App:
     datadir.mkdir(parents=True, exist_ok=True)
-    pace_fetches(infra.fetch_pacing_ms)
-    FETCH.update(min_bytes=infra.kafka_fetch_min_bytes, max_wait_ms=infra.kafka_fetch_max_wait_ms)
-    keep_queued_messages_on_resume()
     return faust.App(
         app_id,
         broker=broker_urls(infra),
@@ -125,20 +80,9 @@ def create_faust_app(
     )
 
 
-class AckedTable(faust.Table):  # type: ignore[type-arg]
-    """A table whose latest changelog write can be awaited: it resolves once the broker has
-    acknowledged the record, i.e. once the change would survive a crash of this worker."""
-
-    last_write: Any = None
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        self.last_write = super().send_changelog(*args, **kwargs)
-        return self.last_write
-
-
 def acked_table(app: faust.App, name: str, infra: InfraSettings) -> Any:
-    """An `AckedTable` of bytes (the caller encodes its values)."""
-    table = AckedTable(
+    """An `AckedTable` (shared/compat.py) of bytes (the caller encodes its values)."""
+    table = compat.AckedTable(
         app,
         name=name,
         default=None,
@@ -233,6 +177,7 @@ def faust_main(
     except SettingsError as exc:
         print(f"{name}: bad setting: {exc}", file=sys.stderr)
         return 2
+    compat.install(settings.infra)
     print(f"{name}: starting with {describe(settings)}", file=sys.stderr, flush=True)
     try:
         asyncio.run(claim_worker_id(name, settings.infra))
@@ -299,7 +244,7 @@ class RecoveryWatchdog(Service):
 def run_worker(app: faust.App, infra: InfraSettings, *services: Service) -> int:
     """Declare the catalog's topics, then run a Faust worker, with `services` beside the app,
     until SIGTERM/SIGINT (drains)."""
-    brokers = infra.kafka_brokers or "127.0.0.1:9092"
+    brokers = infra.kafka_address
     asyncio.run(
         ensure_topics(
             brokers,

@@ -15,7 +15,6 @@ from aiohttp import web
 from mode import Service
 from prometheus_client import CollectorRegistry
 
-from shared.aiohttp_compat import json_protocol_errors
 from shared.cors import cors_middleware
 from shared.http import MAX_BODY_BYTES, error_middleware, json_response, publish_openapi
 from shared.logs import request_id_middleware
@@ -63,7 +62,6 @@ def service_app(
     """An aiohttp app with the project's middlewares, /healthz, /readyz and /metrics; a Faust
     worker serves it only after recovery, so /readyz also checks `ready` (e.g. a Redis ping),
     and that it is not draining (app[DRAIN], `drain_s` long on SIGTERM)."""
-    json_protocol_errors()
     http_metrics = HttpMetrics(registry)
     app = web.Application(
         middlewares=[

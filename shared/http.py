@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from shared.errors import InvalidRequest, ServiceError
+from shared.errors import DomainError, InvalidRequest, MethodNotAllowed
 from shared.ids import ID_RULE, is_valid_id
 from shared.logs import REQUEST_ID
 
@@ -117,13 +117,57 @@ def publish_openapi(app: web.Application, path: Path) -> None:
     app.on_startup.append(check)
 
 
+# Every code an error answer can carry, with its HTTP status: the one table that maps the
+# domain's errors (shared/errors.py) to answers, and the one clients read. Each service's OpenAPI
+# document publishes it as `x-error-codes`; tests/unit/test_error_codes.py keeps it equal to the
+# codes the code can produce.
+ERROR_CODES: dict[str, tuple[int, str]] = {
+    "bad_request": (400, "the request cannot be served as sent"),
+    "invalid_request": (400, "a field or the body is malformed; `field` names it"),
+    "malformed_request": (400, "not valid HTTP/1.1"),
+    "identity_required": (401, "no identity assertion (`Authorization: Bearer <JWT>`)"),
+    "invalid_identity": (401, "the identity assertion is forged, expired or for another site"),
+    "invalid_token": (401, "the queue token is forged, tampered or malformed"),
+    "unauthorized": (401, "a credential this call needs is missing or wrong"),
+    "identity_mismatch": (403, "the identity is not the one the request names"),
+    "token_mismatch": (403, "the queue token is another user's or another concert's"),
+    "token_not_active": (403, "the queue token is still waiting: keep polling"),
+    "forbidden": (403, "the reservation belongs to someone else"),
+    "not_found": (404, "no such route, concert or reservation"),
+    "method_not_allowed": (405, "the route does not take this method; `Allow` lists those it does"),
+    "conflict": (409, "the resource exists with other values"),
+    "token_expired": (410, "the queue token ended; `reason` says how (expired, dropped, ...)"),
+    "hold_expired": (410, "the seat's hold ended before the payment"),
+    "payload_too_large": (413, "the body is larger than 16 KiB"),
+    "request_too_long": (414, "the request line or headers are too long"),
+    "rate_limited": (429, "too many entries from this user or address; see `Retry-After`"),
+    "http_error": (400, "another client error found by the HTTP layer (4xx)"),
+    "internal": (500, "a defect: logged with the request id, never expected"),
+    "unavailable": (503, "Redis or Kafka is unreachable; retry after `Retry-After`"),
+    "overloaded": (503, "new work refused while the service catches up; retry after `Retry-After`"),
+    "store_full": (503, "Redis is at its memory limit; new entries refused (`Retry-After: 5`)"),
+    "not_replicated": (503, "the entry did not reach a replica in time; entering again is safe"),
+    "draining": (503, "the process is shutting down; another replica serves"),
+}
+
+
+def domain_error_response(exc: DomainError) -> web.Response:
+    """The answer for a domain error: its status from ERROR_CODES, and the headers it implies."""
+    headers: dict[str, str] = {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = exc.allow
+    return error_response(ERROR_CODES[exc.code][0], exc.code, exc.message, headers, exc.extra)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as the JSON error envelope; no traceback ever reaches a client."""
     try:
         return await handler(request)
-    except ServiceError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.extra)
+    except DomainError as exc:
+        return domain_error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         return error_response(
             413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes"

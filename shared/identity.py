@@ -21,27 +21,12 @@ from typing import Any
 
 import jwt
 
-from shared.errors import ServiceError
+from shared.errors import IdentityMismatch, IdentityRequired, InvalidIdentity
 from shared.ids import ID_RULE, is_valid_id
 from shared.settings import Env, SettingsError
 
 DEFAULT_AUDIENCE = "concert-queue"
 ASYMMETRIC = ["RS256", "ES256"]
-
-
-class IdentityRequired(ServiceError):
-    status = 401
-    code = "identity_required"
-
-
-class InvalidIdentity(ServiceError):
-    status = 401
-    code = "invalid_identity"
-
-
-class IdentityMismatch(ServiceError):
-    status = 403
-    code = "identity_mismatch"
 
 
 @dataclass(frozen=True)

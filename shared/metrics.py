@@ -16,9 +16,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+from shared.compat import POOL_METRICS
 from shared.http import Handler
 from shared.redis_client import OUT_OF_MEMORY
-from shared.redis_compat import POOL_METRICS
 
 # Up to 30 s: long-polls (wait_ms) last up to 10 s and must not all land in +Inf.
 LATENCY_BUCKETS = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,7 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 
-from shared import redis_compat as pool_metrics
+from shared import compat
 from shared.errors import StoreFull, Unavailable
 
 log = logging.getLogger(__name__)
@@ -58,17 +59,17 @@ class QueuingRedisCluster(RedisCluster):
         super().__init__(*args, **kwargs)
         limit = int(kwargs.get("max_connections", 2**31))
         self._in_flight = asyncio.Semaphore(limit)
-        pool_metrics.limit(self, limit)  # the pool metrics of shared/redis_compat.py, counted here
+        compat.count_pool_limit(self, limit)  # the pool metrics of shared/compat.py
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         if self._in_flight.locked():
-            pool_metrics.WAITS.inc()
+            compat.POOL_WAITS.inc()
         async with self._in_flight:
-            pool_metrics.IN_USE.inc()
+            compat.POOL_IN_USE.inc()
             try:
                 return await super().execute_command(*args, **kwargs)
             finally:
-                pool_metrics.IN_USE.dec()
+                compat.POOL_IN_USE.dec()
 
 
 # Process-wide: every service's /metrics registers it (shared.metrics.HttpMetrics).
@@ -98,6 +99,12 @@ def unavailable(exc: Exception, what: str) -> Unavailable:
         )
         _oom_logged.update(at=now, since=0)
     return StoreFull(f"{what} is full (Redis at its memory limit), retry later")
+
+
+def read_lua(module_file: str, name: str) -> str:
+    """The Lua script `name`.lua in the `lua/` folder beside `module_file`: scripts live as Lua
+    files next to the module that runs them."""
+    return (Path(module_file).with_name("lua") / f"{name}.lua").read_text()
 
 
 def _split(url: str, scheme: str) -> tuple[str | None, list[tuple[str, int]], list[str]]:
@@ -141,7 +148,7 @@ def create_redis(url: str, *, socket_timeout: float, max_connections: int) -> An
         db = int(path[1]) if len(path) > 1 else 0
         master: Redis = sentinel.master_for(
             path[0],
-            connection_pool_class=pool_metrics.CountedSentinelPool,
+            connection_pool_class=compat.CountedSentinelPool,
             password=password,
             db=db,
             max_connections=max_connections,
@@ -161,7 +168,7 @@ def create_redis(url: str, *, socket_timeout: float, max_connections: int) -> An
             "REDIS_URL must start with redis://, rediss://, unix://, "
             "redis+sentinel:// or redis+cluster://"
         )
-    pool = pool_metrics.CountedBlockingPool.from_url(
+    pool = compat.CountedBlockingPool.from_url(
         url, max_connections=max_connections, timeout=socket_timeout, **common
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it

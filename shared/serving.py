@@ -20,14 +20,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from shared.errors import Unavailable
+from shared.errors import Draining
 
 log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 10.0  # requests still in flight after the drain get this long to finish
-
-
-class Draining(Unavailable):
-    code = "draining"
 
 
 class Drain:

@@ -33,10 +33,12 @@ class Env:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
+        self.asked: set[str] = set()  # every name looked up: what the deployment tests check
 
     def raw(self, name: str) -> str | None:
         """NAME, or the content of the file that NAME_FILE names: how orchestrators mount
         secrets (Kubernetes Secret volumes, compose secrets). Both at once is refused."""
+        self.asked.update((name, f"{name}_FILE"))
         file = self.environ.get(f"{name}_FILE", "").strip()
         if not file:
             return self.environ.get(name)
@@ -134,6 +136,34 @@ def require_loopback_in_dev(env_name: str, host: str, var: str) -> None:
         raise SettingsError(f"{var}={host!r}: dev and test listeners bind loopback only")
 
 
+def listener(e: Env, env_name: str, prefix: str, default_port: int) -> tuple[str, int]:
+    """A service's <PREFIX>_HOST (loopback unless prod) and <PREFIX>_PORT."""
+    host = e.text(f"{prefix}_HOST", "127.0.0.1")
+    require_loopback_in_dev(env_name, host, f"{prefix}_HOST")
+    return host, e.integer(f"{prefix}_PORT", default_port, minimum=0, maximum=65535)
+
+
+def faust_datadir(e: Env, prefix: str, service: str) -> Path:
+    """A Faust worker's <PREFIX>_DATA_DIR (its tables live in memory; Faust keeps little here)."""
+    return Path(e.text(f"{prefix}_DATA_DIR", f".run/faust/{service}"))
+
+
+@dataclass(frozen=True)
+class TokenTimes:
+    """How long queue tokens live, read by the queue that issues them and by the reservation
+    service that checks them (shared/waiting_room.py)."""
+
+    active_ttl_s: float  # an admitted fan's token lapses this long after its last use
+    wait_heartbeat_s: float  # a waiting fan who has not polled for this long loses the place
+
+    @classmethod
+    def from_env(cls, e: Env) -> TokenTimes:
+        return cls(
+            active_ttl_s=e.number("QUEUE_ACTIVE_TTL_S", 30.0, minimum=0.1),
+            wait_heartbeat_s=e.number("QUEUE_WAIT_HEARTBEAT_S", 60.0, minimum=0.1),
+        )
+
+
 @dataclass(frozen=True)
 class InfraSettings:
     """Where Redis and Kafka are; empty means "the embedded ones started by make run/tests"."""
@@ -167,8 +197,15 @@ class InfraSettings:
 
     @property
     def redis_address(self) -> str:
-        """REDIS_URL, or the embedded dev Redis's default address when it is empty."""
+        """REDIS_URL, or the embedded dev Redis's default address when it is empty (never in
+        prod: `from_env` refuses an empty one there)."""
         return self.redis_url or "redis://127.0.0.1:6379/0"
+
+    @property
+    def kafka_address(self) -> str:
+        """KAFKA_BROKERS, or the embedded dev broker's default address when it is empty (never
+        in prod, as for Redis)."""
+        return self.kafka_brokers or "127.0.0.1:9092"
 
     @property
     def static_membership(self) -> bool:
@@ -228,7 +265,7 @@ class InfraSettings:
             faust_worker_id=e.integer("FAUST_WORKER_ID", 0, minimum=0),
             node_canonical_url=e.text("NODE_CANONICAL_URL", ""),
             kafka_static_membership=e.flag("KAFKA_STATIC_MEMBERSHIP", False),
-            # Only for noida-db, which answers an empty fetch at once (shared/kafka_compat.py).
+            # Only for noida-db, which answers an empty fetch at once (shared/compat.py).
             kafka_fetch_min_interval_ms=e.number(
                 "KAFKA_FETCH_MIN_INTERVAL_MS", 5.0, minimum=0.0, maximum=1000.0
             ),

@@ -23,6 +23,13 @@ class InvalidToken(ValueError):
     """Malformed, forged or tampered token."""
 
 
+# A token's state as the waiting room stores it in q:{c}:users (one letter), and the two other
+# answers a check can give: superseded by a newer entry of the same user, or unknown.
+TOKEN_WAITING, TOKEN_ACTIVE, TOKEN_EXPIRED = "w", "a", "e"
+TOKEN_DROPPED, TOKEN_COMPLETED = "d", "c"
+SUPERSEDED, UNKNOWN = "s", "u"
+
+
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     concert_id: str

@@ -1,10 +1,10 @@
 """The topic catalog: name, key, partitions, cleanup policy, producer and consumers of every topic.
 
 Co-partitioning: every topic the seat agent consumes is keyed by the seat key
-(``concert_id|seat_id``) and has ``SEAT_PARTITIONS`` partitions, so all messages about one seat
+(``concert_id|seat_id``) and has `KAFKA_PARTITIONS` partitions, so all messages about one seat
 reach the same partition and its single writer. Seat facts for the read model are keyed by
 ``concert_id`` so the projection sees each concert's facts in order on one partition.
-Changelog topics of Faust tables are created by Faust, compacted, with `CHANGELOG` settings.
+Changelog topics of Faust tables are created by Faust, compacted, with `changelog_configs`.
 
 Topic-level settings live here, not in broker defaults: how long each topic keeps its records
 (`retention_ms`), its segment size, and `min.insync.replicas` (a cluster-wide policy read from

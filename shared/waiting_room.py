@@ -25,26 +25,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import ServiceError
-from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis, unavailable
-from shared.tokens import InvalidToken, TokenClaims, TokenCodec
+from shared.errors import TokenGone, TokenInvalid, TokenMismatch, TokenNotActive
+from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis, read_lua, unavailable
+from shared.tokens import (
+    SUPERSEDED,
+    TOKEN_ACTIVE,
+    TOKEN_COMPLETED,
+    TOKEN_DROPPED,
+    TOKEN_EXPIRED,
+    TOKEN_WAITING,
+    UNKNOWN,
+    InvalidToken,
+    TokenClaims,
+    TokenCodec,
+)
 
 CONCERTS_KEY = "q:concerts"
 
-# States stored in q:{c}:users, and the extra answers TOUCH can give.
-WAITING, ACTIVE, EXPIRED, DROPPED, COMPLETED = "w", "a", "e", "d", "c"
-SUPERSEDED, UNKNOWN = "s", "u"
+# How a token's states (shared/tokens.py) are told to clients.
 GONE_REASONS = {
-    EXPIRED: "active token not used for its time to live",
-    DROPPED: "waiting token missed its heartbeat",
-    COMPLETED: "token was completed or revoked",
+    TOKEN_EXPIRED: "active token not used for its time to live",
+    TOKEN_DROPPED: "waiting token missed its heartbeat",
+    TOKEN_COMPLETED: "token was completed or revoked",
     SUPERSEDED: "user re-entered the queue with a new token",
     UNKNOWN: "no such token in the queue",
 }
 GONE_CODES = {
-    EXPIRED: "expired",
-    DROPPED: "dropped",
-    COMPLETED: "completed",
+    TOKEN_EXPIRED: "expired",
+    TOKEN_DROPPED: "dropped",
+    TOKEN_COMPLETED: "completed",
     SUPERSEDED: "superseded",
     UNKNOWN: "unknown",
 }
@@ -62,96 +71,11 @@ def queue_keys(concert_id: str) -> list[str]:
 # already in line or admitted carry on while new entries, which grow memory, get 503 store_full.
 ALLOW_OOM = "#!lua flags=allow-oom\n"
 
-# Shared Lua prelude. KEYS: 1 seq, 2 users, 3 wait, 4 hb, 5 active, 6 gate.
-LUA_PRELUDE = """
-local K_SEQ, K_USERS, K_WAIT = KEYS[1], KEYS[2], KEYS[3]
-local K_HB, K_ACTIVE, K_GATE = KEYS[4], KEYS[5], KEYS[6]
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function get_user(user)
-  local v = redis.call('HGET', K_USERS, user)
-  if not v then return nil end
-  return string.match(v, '^(%d+):(%d+):(%a)$')
-end
-local function set_state(user, t, i, s)
-  redis.call('HSET', K_USERS, user, t .. ':' .. i .. ':' .. s)
-end
-local function expire_active(user, t, i)
-  redis.call('ZREM', K_ACTIVE, user)
-  set_state(user, t, i, 'e')
-end
-local function drop_waiting(user, t, i)
-  redis.call('ZREM', K_WAIT, user)
-  redis.call('ZREM', K_HB, user)
-  set_state(user, t, i, 'd')
-end
-"""
-
-# The token check as a Lua function, for TOUCH and for scripts that validate then act in the
-# same round trip (the reservation service's reserve). -> {state, deadline_ms, frontier,
-# rate_per_s (string), now_ms}
-TOUCH_FN = """
-local function touch(user, ticket, ttl, hb_ms, renew)
-  local now = now_ms()
-  local t, i, s = get_user(user)
-  if not t then return {'u', 0, 0, '0', now} end
-  if t ~= ticket then return {'s', 0, 0, '0', now} end
-  if s == 'w' then
-    local seen = tonumber(redis.call('ZSCORE', K_HB, user))
-    if seen == nil or now - seen > hb_ms then
-      drop_waiting(user, t, i)
-      return {'d', 0, 0, '0', now}
-    end
-    redis.call('ZADD', K_HB, now, user)
-    local g = redis.call('HMGET', K_GATE, 'f', 'r')
-    return {'w', 0, tonumber(g[1]) or 0, g[2] or '0', now}
-  elseif s == 'a' then
-    local deadline = tonumber(redis.call('ZSCORE', K_ACTIVE, user))
-    if deadline == nil or deadline <= now then
-      expire_active(user, t, i)
-      return {'e', 0, 0, '0', now}
-    end
-    if renew == '1' then
-      deadline = now + ttl
-      redis.call('ZADD', K_ACTIVE, deadline, user)
-    end
-    return {'a', deadline, 0, '0', now}
-  end
-  return {s, 0, 0, '0', now}
-end
-"""
-
-# ARGV: user, ticket, active_ttl_ms, heartbeat_ms, renew (1/0)
-TOUCH_LUA = (
-    ALLOW_OOM
-    + LUA_PRELUDE
-    + TOUCH_FN
-    + """
-return touch(ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
-"""
-)
-
-
-class TokenInvalid(ServiceError):
-    status = 401
-    code = "invalid_token"
-
-
-class TokenMismatch(ServiceError):
-    status = 403
-    code = "token_mismatch"
-
-
-class TokenNotActive(ServiceError):
-    status = 403
-    code = "token_not_active"
-
-
-class TokenGone(ServiceError):
-    status = 410
-    code = "token_expired"
+# The waiting room's Lua (shared/lua/): the prelude every script starts with, the token check
+# as a function (also run by the reservation service's reserve), and TOUCH itself.
+LUA_PRELUDE = read_lua(__file__, "prelude")
+TOUCH_FN = read_lua(__file__, "touch_fn")
+TOUCH_LUA = ALLOW_OOM + LUA_PRELUDE + TOUCH_FN + read_lua(__file__, "touch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +91,7 @@ class TokenState:
 
 
 def raise_if_gone(state: TokenState) -> None:
-    if state.state not in (WAITING, ACTIVE):
+    if state.state not in (TOKEN_WAITING, TOKEN_ACTIVE):
         raise TokenGone(
             f"queue token is no longer valid: {GONE_REASONS[state.state]}",
             reason=GONE_CODES[state.state],
@@ -229,5 +153,5 @@ def token_state(claims: TokenClaims, r: list[Any]) -> TokenState:
 
 def require_active(state: TokenState) -> None:
     raise_if_gone(state)
-    if state.state != ACTIVE:
+    if state.state != TOKEN_ACTIVE:
         raise TokenNotActive("queue token is still waiting; poll until it is active")

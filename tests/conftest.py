@@ -17,6 +17,11 @@ import pytest
 
 from infra.embedded import Server, start_brokers, start_redis
 from infra.redis_cluster import start_redis_cluster
+from shared import compat
+
+# What each service's entrypoint does first: the library patches (shared/compat.py), for the
+# apps the tests build in this process.
+compat.install()
 
 
 @pytest.fixture(scope="session")

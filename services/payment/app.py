@@ -18,10 +18,10 @@ import faust
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
-from services.payment.core import result_of
+from services.payment.core import UNREACHABLE, Publish, Request, decide
 from services.payment.gateway import Outcome, PaymentGateway, SimulatedGateway
 from services.payment.settings import PaymentSettings
-from shared.events import PaymentRequested, RefundPayment
+from shared.events import PaymentRequested, RefundPayment, SeatMessage
 from shared.faust_app import create_faust_app, decoded, raw_topic, track_group
 from shared.faust_web import AiohttpServer, service_app
 from shared.logs import kafka_headers
@@ -32,30 +32,33 @@ from shared.topics import BY_NAME, PAYMENT, TOPIC_OF, key_of, names
 OPENAPI = Path(__file__).with_name("openapi.json")  # served at /openapi.json
 
 log = logging.getLogger(__name__)
-RETRY_S = 0.5
 
 
-async def with_retries(call: Any, what: str) -> Outcome:
-    """Keep trying through infrastructure outages: a payment request is never dropped."""
+async def settle(gw: PaymentGateway, m: Request) -> SeatMessage:
+    """Ask the gateway until the core says what to publish (services/payment/core.py)."""
+    ask = gw.refund if isinstance(m, RefundPayment) else gw.charge
+    tries = 0
     while True:
+        outcome: Outcome | None
         try:
-            outcome: Outcome = await call()
-            return outcome
+            outcome = await ask(m.reservation_id, m.amount)
         except UNAVAILABLE_ERRORS:
-            log.warning("%s: gateway ledger unavailable, retrying", what)
-            await asyncio.sleep(RETRY_S)
-
-
-async def refund_until_done(gw: PaymentGateway, m: RefundPayment) -> Outcome:
-    """Money owed back is never given up on: a declined refund is retried with backoff."""
-    delay = RETRY_S
-    while True:
-        outcome = await with_retries(lambda: gw.refund(m.reservation_id, m.amount), "refund")
-        if outcome.ok:
-            return outcome
-        log.error("refund of %s declined (%s); retrying", m.reservation_id, outcome.reason)
-        await asyncio.sleep(delay)
-        delay = min(30.0, delay * 2)
+            outcome = UNREACHABLE
+        step = decide(m, outcome, tries, time.time_ns() // 1_000_000)
+        if isinstance(step, Publish):
+            return step.fact
+        log.log(
+            logging.ERROR if step.alert else logging.WARNING,
+            "%s of %s: %s (try %d); retrying in %.1f s%s",
+            "refund" if isinstance(m, RefundPayment) else "charge",
+            m.reservation_id,
+            step.why,
+            tries + 1,
+            step.after_s,
+            ": still failing, look at the gateway" if step.alert else "",
+        )
+        await asyncio.sleep(step.after_s)
+        tries += 1
 
 
 def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None) -> faust.App:
@@ -84,14 +87,9 @@ def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None)
             if not isinstance(m, PaymentRequested | RefundPayment):
                 continue
             with metrics.handler_latency.labels("payment_agent").time():
+                result = await settle(gw, m)
                 if isinstance(m, RefundPayment):
-                    outcome = await refund_until_done(gw, m)
                     refunds.inc()
-                else:
-                    outcome = await with_retries(
-                        lambda m=m: gw.charge(m.reservation_id, m.amount), "charge"
-                    )
-                result = result_of(m, outcome, time.time_ns() // 1_000_000)
                 name = TOPIC_OF[type(result).__name__]
                 await out[name].send(
                     key=key_of(name, result), value=result.to_bytes(), headers=kafka_headers()

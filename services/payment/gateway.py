@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from shared.redis_client import AnyRedis
+from shared.redis_client import AnyRedis, read_lua
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +30,8 @@ class PaymentGateway(ABC):
     async def refund(self, idempotency_key: str, amount: int) -> Outcome: ...
 
 
-# KEYS: the outcome record, the counter of successes; ARGV: outcome, retention s
-# -> the first outcome recorded under this key (this one, if it is the first)
-RECORD_ONCE_LUA = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  if ARGV[1] == 'ok' then redis.call('INCR', KEYS[2]) end
-  return ARGV[1]
-end
-return redis.call('GET', KEYS[1])
-"""
+RECORD_ONCE_LUA = read_lua(__file__, "record_once")  # the first outcome per key, kept
+
 RETENTION_S = 7 * 86400
 
 

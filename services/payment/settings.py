@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.settings import Env, InfraSettings, require_loopback_in_dev
+from shared.settings import Env, InfraSettings, faust_datadir, listener
 
 
 @dataclass(frozen=True)
@@ -22,14 +22,13 @@ class PaymentSettings:
     def from_env(cls, e: Env | None = None) -> PaymentSettings:
         e = e or Env()
         infra = InfraSettings.from_env(e)
-        host = e.text("PAYMENT_HOST", "127.0.0.1")
-        require_loopback_in_dev(infra.env, host, "PAYMENT_HOST")
+        host, port = listener(e, infra.env, "PAYMENT", 8002)
         return cls(
             infra=infra,
             host=host,
-            port=e.integer("PAYMENT_PORT", 8002, minimum=0, maximum=65535),
+            port=port,
             latency_ms=e.number("PAYMENT_LATENCY_MS", 50.0, minimum=0.0),
             failure_rate=e.number("PAYMENT_FAILURE_RATE", 0.0, minimum=0.0, maximum=1.0),
             concurrency=e.integer("PAYMENT_CONCURRENCY", 64, minimum=1, maximum=1024),
-            datadir=Path(e.text("PAYMENT_DATA_DIR", ".run/faust/payment")),
+            datadir=faust_datadir(e, "PAYMENT", "payment"),
         )

@@ -10,6 +10,7 @@ import uvloop
 
 from services.queue.app import create_app
 from services.queue.settings import QueueSettings
+from shared import compat
 from shared.logs import configure as configure_logging
 from shared.serving import DRAIN, serve
 from shared.settings import SettingsError, describe
@@ -22,6 +23,7 @@ def main() -> int:
         print(f"queue: bad setting: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.infra.log_format)
+    compat.install(settings.infra)
     logging.getLogger("queue").info("starting with %s", describe(settings))
     app = create_app(settings)
     serving = serve(

@@ -49,8 +49,8 @@ class Admission:
             concert_id,
             admit_per_s=s.admit_per_s,
             max_active=s.max_active,
-            active_ttl_ms=int(s.active_ttl_s * 1000),
-            heartbeat_ms=int(s.wait_heartbeat_s * 1000),
+            active_ttl_ms=int(s.tokens.active_ttl_s * 1000),
+            heartbeat_ms=int(s.tokens.wait_heartbeat_s * 1000),
             burst=s.admit_burst,
         )
         if r.gone:  # the concert's keys reached their retention and expired

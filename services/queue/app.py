@@ -9,19 +9,33 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from services.queue.admission import Admission
 from services.queue.confirmations import Confirmations
-from services.queue.core import Observed, RateLimiter, token_view
+from services.queue.core import (
+    Observed,
+    RateLimiter,
+    eta_seconds,
+    iso_ms,
+    poll_after_ms,
+    position,
+)
 from services.queue.metrics import QueueMetrics
 from services.queue.settings import QueueSettings
 from services.queue.store import QueueStore
-from shared.aiohttp_compat import json_protocol_errors
 from shared.cors import cors_middleware
-from shared.errors import InvalidRequest, MethodNotAllowed, RateLimited, ServiceError
+from shared.errors import (
+    DomainError,
+    InvalidRequest,
+    MethodNotAllowed,
+    RateLimited,
+    TokenMismatch,
+    TokenNotActive,
+)
 from shared.http import (
     MAX_BODY_BYTES,
     error_middleware,
@@ -36,15 +50,49 @@ from shared.logs import request_id_middleware
 from shared.metrics import HttpMetrics
 from shared.redis_client import create_redis, load_scripts
 from shared.serving import DRAIN, Drain
-from shared.tokens import TokenClaims, TokenCodec
+from shared.tokens import TOKEN_ACTIVE, TOKEN_WAITING, TokenClaims, TokenCodec
 from shared.waiting_room import (
-    ACTIVE,
-    TokenMismatch,
-    TokenNotActive,
     TokenState,
     WaitingRoom,
     raise_if_gone,
 )
+
+
+def token_view(
+    token: str,
+    claims: TokenClaims,
+    seen: Observed,
+    *,
+    configured_rate: float,
+    heartbeat_ms: int,
+    active_ttl_ms: int,
+) -> dict[str, Any]:
+    """A token's JSON answer: what the core computes, in the API's shape."""
+    if seen.state == TOKEN_WAITING:
+        pos: int | None = position(claims.ticket, seen.frontier)
+        eta = eta_seconds(pos or 0, seen.measured_rate, configured_rate)
+        expires = seen.now_ms + heartbeat_ms
+        rate = seen.measured_rate if seen.measured_rate > 0.01 else configured_rate
+    else:
+        pos, eta, expires, rate = None, None, seen.deadline_ms, configured_rate
+    return {
+        "token": token,
+        "concert_id": claims.concert_id,
+        "user_id": claims.user_id,
+        "status": "waiting" if seen.state == TOKEN_WAITING else "active",
+        "ticket": claims.ticket,
+        "position": pos,
+        "eta_seconds": eta,
+        "poll_after_ms": poll_after_ms(
+            seen.state,
+            pos,
+            rate,
+            heartbeat_ms=heartbeat_ms,
+            active_ttl_ms=active_ttl_ms,
+            ticket=claims.ticket,
+        ),
+        "expires_at": iso_ms(expires),
+    }
 
 
 @dataclass
@@ -68,8 +116,8 @@ class Queue:
             claims,
             seen,
             configured_rate=s.admit_per_s,
-            heartbeat_ms=int(s.wait_heartbeat_s * 1000),
-            active_ttl_ms=int(s.active_ttl_s * 1000),
+            heartbeat_ms=int(s.tokens.wait_heartbeat_s * 1000),
+            active_ttl_ms=int(s.tokens.active_ttl_s * 1000),
         )
 
     def client_ip(self, request: web.Request) -> str:
@@ -110,8 +158,8 @@ async def enter(request: web.Request) -> web.Response:
     e = await q.store.enter(
         concert_id,
         user_id,
-        active_ttl_ms=int(s.active_ttl_s * 1000),
-        heartbeat_ms=int(s.wait_heartbeat_s * 1000),
+        active_ttl_ms=int(s.tokens.active_ttl_s * 1000),
+        heartbeat_ms=int(s.tokens.wait_heartbeat_s * 1000),
         retention_s=s.concert_retention_s,
     )
     await q.admission.remember(concert_id)  # after entry: a registered queue always has keys
@@ -141,12 +189,12 @@ async def validate(request: web.Request) -> web.Response:
                 raise TokenMismatch(f"queue token is not for this {field.removesuffix('_id')}")
         state = await q.room.touch(claims)
         raise_if_gone(state)
-        if state.state != ACTIVE:
+        if state.state != TOKEN_ACTIVE:
             raise TokenNotActive(
                 "queue token is still waiting; poll until it is active",
                 position=q.view(token, claims, observed(state))["position"],
             )
-    except ServiceError as exc:
+    except DomainError as exc:
         q.metrics.validated.labels(exc.code).inc()
         raise
     q.metrics.validated.labels("valid").inc()
@@ -192,7 +240,6 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(settings: QueueSettings) -> web.Application:
-    json_protocol_errors()
     registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry)
     app = web.Application(
@@ -229,8 +276,8 @@ def create_app(settings: QueueSettings) -> web.Application:
             room=WaitingRoom(
                 redis,
                 codec,
-                active_ttl_s=settings.active_ttl_s,
-                heartbeat_s=settings.wait_heartbeat_s,
+                active_ttl_s=settings.tokens.active_ttl_s,
+                heartbeat_s=settings.tokens.wait_heartbeat_s,
             ),
             admission=Admission(store, settings, metrics),
             metrics=metrics,
@@ -246,7 +293,6 @@ def create_app(settings: QueueSettings) -> web.Application:
                 store,
                 metrics,
                 session_timeout_s=infra.kafka_session_timeout_s,
-                fetch_min_interval_ms=infra.fetch_pacing_ms,
                 fetch_min_bytes=infra.kafka_fetch_min_bytes,
                 fetch_max_wait_ms=infra.kafka_fetch_max_wait_ms,
             )

@@ -17,7 +17,6 @@ from services.queue.metrics import QueueMetrics
 from services.queue.store import QueueStore
 from shared.errors import Unavailable
 from shared.events import SeatConfirmed, UnknownMessage, decode
-from shared.kafka_compat import pace_fetches
 from shared.redis_client import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -34,11 +33,9 @@ class Confirmations:
         metrics: QueueMetrics,
         *,
         session_timeout_s: float,
-        fetch_min_interval_ms: float,
         fetch_min_bytes: int,
         fetch_max_wait_ms: int,
     ) -> None:
-        pace_fetches(fetch_min_interval_ms)
         self.store = store
         self.metrics = metrics
         self.consumer = AIOKafkaConsumer(

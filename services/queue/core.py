@@ -1,4 +1,4 @@
-"""Pure waiting-room logic: positions, ETAs, poll pacing, response shapes and rate limiting.
+"""Pure waiting-room logic: positions, ETAs, poll pacing and rate limiting.
 
 No I/O and no clock reads: every function takes the time it needs.
 """
@@ -9,10 +9,8 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from shared.tokens import TokenClaims
-from shared.waiting_room import ACTIVE, WAITING
+from shared.tokens import TOKEN_ACTIVE
 
 MIN_POLL_MS = 500
 MAX_POLL_MS = 15_000
@@ -41,7 +39,7 @@ def poll_after_ms(
 ) -> int:
     """When to poll again: soon near the front, rarely far back, always inside the heartbeat."""
     ceiling = max(MIN_POLL_MS, min(MAX_POLL_MS, heartbeat_ms // 3))
-    if status == ACTIVE:
+    if status == TOKEN_ACTIVE:
         return max(MIN_POLL_MS, min(ceiling, active_ttl_ms // 3))
     base = ceiling if pos is None or rate <= 0 else min(ceiling, pos / rate * 1000 / 3)
     # Spread clients that entered together over +-10 %, fixed per ticket (no thundering herd).
@@ -58,42 +56,6 @@ class Observed:
     frontier: int
     measured_rate: float
     now_ms: int
-
-
-def token_view(
-    token: str,
-    claims: TokenClaims,
-    seen: Observed,
-    *,
-    configured_rate: float,
-    heartbeat_ms: int,
-    active_ttl_ms: int,
-) -> dict[str, Any]:
-    if seen.state == WAITING:
-        pos: int | None = position(claims.ticket, seen.frontier)
-        eta = eta_seconds(pos or 0, seen.measured_rate, configured_rate)
-        expires = seen.now_ms + heartbeat_ms
-        rate = seen.measured_rate if seen.measured_rate > 0.01 else configured_rate
-    else:
-        pos, eta, expires, rate = None, None, seen.deadline_ms, configured_rate
-    return {
-        "token": token,
-        "concert_id": claims.concert_id,
-        "user_id": claims.user_id,
-        "status": "waiting" if seen.state == WAITING else "active",
-        "ticket": claims.ticket,
-        "position": pos,
-        "eta_seconds": eta,
-        "poll_after_ms": poll_after_ms(
-            seen.state,
-            pos,
-            rate,
-            heartbeat_ms=heartbeat_ms,
-            active_ttl_ms=active_ttl_ms,
-            ticket=claims.ticket,
-        ),
-        "expires_at": iso_ms(expires),
-    }
 
 
 class RateLimiter:

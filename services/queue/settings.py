@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.identity import IdentitySettings
-from shared.settings import Env, InfraSettings, require_loopback_in_dev, token_secret
+from shared.settings import Env, InfraSettings, TokenTimes, listener, token_secret
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,7 @@ class QueueSettings:
     identity: IdentitySettings
     admit_per_s: float
     max_active: int
-    active_ttl_s: float
-    wait_heartbeat_s: float
+    tokens: TokenTimes
     admission_interval_s: float
     entry_rate_per_user: float
     entry_rate_per_ip: float
@@ -38,19 +37,17 @@ class QueueSettings:
     def from_env(cls, e: Env | None = None) -> QueueSettings:
         e = e or Env()
         infra = InfraSettings.from_env(e)
-        host = e.text("QUEUE_HOST", "127.0.0.1")
-        require_loopback_in_dev(infra.env, host, "QUEUE_HOST")
+        host, port = listener(e, infra.env, "QUEUE", 8000)
         return cls(
             infra=infra,
             host=host,
-            port=e.integer("QUEUE_PORT", 8000, minimum=0, maximum=65535),
+            port=port,
             reuse_port=e.flag("QUEUE_REUSE_PORT", False),
             token_secret=token_secret(e, infra.env),
             identity=IdentitySettings.from_env(e),
             admit_per_s=e.number("QUEUE_ADMIT_PER_S", 200.0, minimum=0.0),
             max_active=e.integer("QUEUE_MAX_ACTIVE", 2000, minimum=0),
-            active_ttl_s=e.number("QUEUE_ACTIVE_TTL_S", 30.0, minimum=0.1),
-            wait_heartbeat_s=e.number("QUEUE_WAIT_HEARTBEAT_S", 60.0, minimum=0.1),
+            tokens=TokenTimes.from_env(e),
             admission_interval_s=e.number(
                 "QUEUE_ADMISSION_INTERVAL_MS", 100.0, minimum=5.0, maximum=5000.0
             )

@@ -14,161 +14,20 @@ from prometheus_client import CollectorRegistry, Histogram
 from redis.asyncio.cluster import RedisCluster
 
 from shared.concerts import concert_key
-from shared.errors import NotFound, Unavailable
+from shared.errors import NotFound, NotReplicated
 from shared.holds import holds_key
-from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis, run_scripts, unavailable
+from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis, read_lua, run_scripts, unavailable
 from shared.waiting_room import ALLOW_OOM, CONCERTS_KEY, LUA_PRELUDE, queue_keys
 
-# KEYS: the waiting room's six, then the concert's catalog entry (shared.concerts)
-# ARGV: user, active_ttl_ms, heartbeat_ms, retention_s
-# -> {created, ticket, issued_ms, state, deadline_ms, frontier, rate (string), now_ms};
-# created = -1: no such concert
-ENTER_LUA = (
-    LUA_PRELUDE
-    + """
-if redis.call('EXISTS', KEYS[7]) == 0 then return {-1, 0, 0, 'u', 0, 0, '0', 0} end
-local now = now_ms()
-local user, ttl, hb_ms, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local t, i, s = get_user(user)
-if t then
-  if s == 'w' then
-    local seen = tonumber(redis.call('ZSCORE', K_HB, user))
-    if seen ~= nil and now - seen <= hb_ms then
-      redis.call('ZADD', K_HB, now, user)
-      local g = redis.call('HMGET', K_GATE, 'f', 'r')
-      return {0, t, i, 'w', 0, tonumber(g[1]) or 0, g[2] or '0', now}
-    end
-    drop_waiting(user, t, i)
-  elseif s == 'a' then
-    local deadline = tonumber(redis.call('ZSCORE', K_ACTIVE, user))
-    if deadline ~= nil and deadline > now then
-      deadline = now + ttl
-      redis.call('ZADD', K_ACTIVE, deadline, user)
-      return {0, t, i, 'a', deadline, 0, '0', now}
-    end
-    expire_active(user, t, i)
-  end
-end
-t = redis.call('INCR', K_SEQ)
-set_state(user, t, now, 'w')
-redis.call('ZADD', K_WAIT, t, user)
-redis.call('ZADD', K_HB, now, user)
-redis.call('HSETNX', K_GATE, 'f', 0)
-for _, k in ipairs(KEYS) do redis.call('EXPIRE', k, retention) end
-local g = redis.call('HMGET', K_GATE, 'f', 'r')
-return {1, t, now, 'w', 0, tonumber(g[1]) or 0, g[2] or '0', now}
-"""
-)
-
-# ARGV: admit_per_s, max_active, active_ttl_ms, heartbeat_ms, burst, limit
-# -> {admitted, expired, dropped, waiting, active, rate (string)}; admitted = -1: queue gone
-PROMOTE_LUA = (
-    ALLOW_OOM
-    + LUA_PRELUDE
-    + """
-local now = now_ms()
-if redis.call('EXISTS', K_SEQ) == 0 then return {-1, 0, 0, 0, 0, '0'} end
-local rate, max_active, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local hb_ms, burst, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, limit)
-for _, u in ipairs(expired) do
-  local t, i = get_user(u)
-  redis.call('ZREM', K_ACTIVE, u)
-  if t then set_state(u, t, i, 'e') end
-end
-local stale = redis.call('ZRANGEBYSCORE', K_HB, '-inf', now - hb_ms - 1, 'LIMIT', 0, limit)
-for _, u in ipairs(stale) do
-  local t, i = get_user(u)
-  redis.call('ZREM', K_WAIT, u)
-  redis.call('ZREM', K_HB, u)
-  if t then set_state(u, t, i, 'd') end
-end
-local g = redis.call('HMGET', K_GATE, 'k', 'ts', 'r')
-local tokens, ts, ewma = tonumber(g[1]), tonumber(g[2]), tonumber(g[3]) or 0
-if tokens == nil or ts == nil then tokens, ts = burst, now end
-local elapsed = math.max(0, now - ts)
-tokens = math.min(burst, tokens + elapsed * rate / 1000)
-local free = max_active - redis.call('ZCARD', K_ACTIVE)
-local n = math.min(math.floor(tokens), free, limit)
-local admitted = 0
-if n > 0 then
-  local popped = redis.call('ZPOPMIN', K_WAIT, n)
-  for j = 1, #popped, 2 do
-    local u = popped[j]
-    local t, i = get_user(u)
-    redis.call('ZREM', K_HB, u)
-    redis.call('ZADD', K_ACTIVE, now + ttl, u)
-    set_state(u, t or popped[j + 1], i or now, 'a')
-    admitted = admitted + 1
-  end
-  tokens = tokens - admitted
-  if redis.call('PTTL', K_ACTIVE) == -1 then
-    local keep = redis.call('PTTL', K_SEQ)
-    if keep > 0 then redis.call('PEXPIRE', K_ACTIVE, keep) end
-  end
-end
-local tau = 5000
-if elapsed > 0 then
-  ewma = ewma + (1 - math.exp(-elapsed / tau)) * (admitted * 1000 / elapsed - ewma)
-else
-  ewma = ewma + admitted * 1000 / tau
-end
-local head = redis.call('ZRANGE', K_WAIT, 0, 0, 'WITHSCORES')
-local frontier = tonumber(redis.call('GET', K_SEQ)) or 0
-if #head > 0 then frontier = tonumber(head[2]) - 1 end
-redis.call('HSET', K_GATE, 'k', tostring(tokens), 'ts', now, 'r', tostring(ewma), 'f', frontier)
-return {admitted, #expired, #stale, redis.call('ZCARD', K_WAIT), redis.call('ZCARD', K_ACTIVE),
-        tostring(ewma)}
-"""
-)
-
-# The completion of a token, as a Lua function. -> the state the token was in (w/a: it is now
-# completed)
-COMPLETE_FN = """
-local function complete(user, ticket)
-  local t, i, s = get_user(user)
-  if not t then return 'u' end
-  if t ~= ticket then return 's' end
-  if s == 'a' then
-    redis.call('ZREM', K_ACTIVE, user)
-  elseif s == 'w' then
-    redis.call('ZREM', K_WAIT, user)
-    redis.call('ZREM', K_HB, user)
-  else
-    return s
-  end
-  set_state(user, t, i, 'c')
-  return s
-end
-"""
-
-# ARGV: user, ticket
-COMPLETE_LUA = ALLOW_OOM + LUA_PRELUDE + COMPLETE_FN + "return complete(ARGV[1], ARGV[2])\n"
-
-# A buyer's token once their seat is confirmed: completed only when no reservation of theirs
-# is still pending or held (KEYS[7], the user's hold slots; past deadlines do not count), so a
-# fan buying several seats keeps it until the last one settles. -> 'h' (kept) or COMPLETE_FN's
-# ARGV: user, ticket
+# The queue's scripts (services/queue/lua/; their rules in Python: services/queue/model.py).
+ENTER_LUA = LUA_PRELUDE + read_lua(__file__, "enter")
+PROMOTE_LUA = ALLOW_OOM + LUA_PRELUDE + read_lua(__file__, "promote")
+COMPLETE_FN = read_lua(__file__, "complete_fn")
+COMPLETE_LUA = ALLOW_OOM + LUA_PRELUDE + COMPLETE_FN + read_lua(__file__, "complete")
 COMPLETE_IF_SETTLED_LUA = (
-    ALLOW_OOM
-    + LUA_PRELUDE
-    + COMPLETE_FN
-    + """
-if redis.call('ZCOUNT', KEYS[7], now_ms(), '+inf') > 0 then return 'h' end
-return complete(ARGV[1], ARGV[2])
-"""
+    ALLOW_OOM + LUA_PRELUDE + COMPLETE_FN + read_lua(__file__, "complete_if_settled")
 )
-
-# KEYS: the waiting room's six, then the concert's catalog entry -> {waiting, active, rate};
-# waiting = -1: no such concert
-STATS_LUA = (
-    LUA_PRELUDE
-    + """
-if redis.call('EXISTS', KEYS[7]) == 0 then return {-1, 0, '0'} end
-return {redis.call('ZCARD', K_WAIT), redis.call('ZCARD', K_ACTIVE),
-        redis.call('HGET', K_GATE, 'r') or '0'}
-"""
-)
+STATS_LUA = LUA_PRELUDE + read_lua(__file__, "stats")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,14 +50,11 @@ class Promoted:
     waiting: int
     active: int
     measured_rate: float
+    now_ms: int
 
     @property
     def gone(self) -> bool:
         return self.admitted < 0
-
-
-class NotReplicated(Unavailable):
-    code = "not_replicated"
 
 
 class QueueStore:
@@ -303,7 +159,9 @@ class QueueStore:
             concert_id,
             [admit_per_s, max_active, active_ttl_ms, heartbeat_ms, burst, limit],
         )
-        return Promoted(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5]))
+        return Promoted(
+            int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5]), int(r[6])
+        )
 
     async def complete(self, concert_id: str, user_id: str, ticket: int) -> str:
         return str(await self._call("complete", self._complete, concert_id, [user_id, ticket]))

@@ -19,6 +19,7 @@ from services.reservation.ids import ReservationIds
 from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
 from services.reservation.web import create_web_app
+from shared.compat import committed_offsets
 from shared.faust_app import (
     acked_table,
     create_faust_app,
@@ -26,7 +27,6 @@ from shared.faust_app import (
     raw_topic,
     track_group,
 )
-from shared.faust_compat import committed_offsets
 from shared.faust_web import AiohttpServer
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.stream_metrics import StreamMetrics
@@ -59,12 +59,12 @@ def create_app(settings: ReservationSettings) -> faust.App:
         settings=settings,
         app=app,
         store=ReservationStore(redis),
-        catalog=Catalog(infra.kafka_brokers or "127.0.0.1:9092"),
+        catalog=Catalog(infra.kafka_address),
         room=WaitingRoom(
             redis,
             codec,
-            active_ttl_s=settings.queue_active_ttl_s,
-            heartbeat_s=settings.queue_heartbeat_s,
+            active_ttl_s=settings.tokens.active_ttl_s,
+            heartbeat_s=settings.tokens.wait_heartbeat_s,
         ),
         ids=ReservationIds(settings.token_secret),
         metrics=StreamMetrics(registry),

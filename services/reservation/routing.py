@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from shared.compat import owner_of
 from shared.errors import Unavailable
 
 ROUTED = "X-Routed-By"
@@ -21,12 +22,11 @@ FORWARDED_HEADERS = ("Queue-Token", "Content-Type", "X-Request-Id")  # the owner
 def owner_url(app: Any, seat_key: str) -> str | None:
     """Base URL of the worker owning `seat_key`'s partition; None when it is this worker (or
     the assignment is not known yet, in which case this worker answers from what it has)."""
-    try:
-        # The seat's partition is the one its raw key hashes to on the seat topics (the table's
-        # own key serializer would hash a JSON-quoted key instead, and pick the wrong worker).
-        changelog = app.tables["seat_records"].changelog_topic.get_topic_name()
-        url = app.assignor.key_store(changelog, seat_key.encode())
-    except Exception:
+    # The seat's partition is the one its raw key hashes to on the seat topics (the table's
+    # own key serializer would hash a JSON-quoted key instead, and pick the wrong worker).
+    changelog = app.tables["seat_records"].changelog_topic.get_topic_name()
+    url = owner_of(app, changelog, seat_key.encode())
+    if url is None:
         return None
     own = app.conf.canonical_url
     if (url.host, url.port) == (own.host, own.port):

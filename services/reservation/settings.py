@@ -9,7 +9,9 @@ from shared.settings import (
     Env,
     InfraSettings,
     SettingsError,
-    require_loopback_in_dev,
+    TokenTimes,
+    faust_datadir,
+    listener,
     token_secret,
 )
 
@@ -24,8 +26,7 @@ class ReservationSettings:
     seat_hold_s: float
     max_holds_per_user: int
     hold_sweep_s: float
-    queue_active_ttl_s: float
-    queue_heartbeat_s: float
+    tokens: TokenTimes  # the queue's, to check the tokens it issued
     shed_delay_ms: float  # refuse new reservations while decisions lag more than this (0: never)
     max_in_flight: int  # reservation requests this process handles at once; more are refused
     datadir: Path
@@ -34,23 +35,21 @@ class ReservationSettings:
     def from_env(cls, e: Env | None = None) -> ReservationSettings:
         e = e or Env()
         infra = InfraSettings.from_env(e)
-        host = e.text("RESERVATION_HOST", "127.0.0.1")
-        require_loopback_in_dev(infra.env, host, "RESERVATION_HOST")
+        host, port = listener(e, infra.env, "RESERVATION", 8001)
         admin = e.text("ADMIN_TOKEN", "")
         if len(admin) < 16:
             raise SettingsError("ADMIN_TOKEN must be set to a random string of 16+ characters")
         return cls(
             infra=infra,
             host=host,
-            port=e.integer("RESERVATION_PORT", 8001, minimum=0, maximum=65535),
+            port=port,
             token_secret=token_secret(e, infra.env),
             admin_token=admin,
             seat_hold_s=e.number("SEAT_HOLD_S", 300.0, minimum=0.1),
             max_holds_per_user=e.integer("MAX_HOLDS_PER_USER", 4, minimum=1),
             hold_sweep_s=e.number("HOLD_SWEEP_S", 0.5, minimum=0.05, maximum=60.0),
-            queue_active_ttl_s=e.number("QUEUE_ACTIVE_TTL_S", 30.0, minimum=0.1),
-            queue_heartbeat_s=e.number("QUEUE_WAIT_HEARTBEAT_S", 60.0, minimum=0.1),
+            tokens=TokenTimes.from_env(e),
             shed_delay_ms=e.number("RESERVATION_SHED_DELAY_MS", 500.0, minimum=0.0),
             max_in_flight=e.integer("RESERVATION_MAX_IN_FLIGHT", 1000, minimum=1),
-            datadir=Path(e.text("RESERVATION_DATA_DIR", ".run/faust/reservation")),
+            datadir=faust_datadir(e, "RESERVATION", "reservation"),
         )

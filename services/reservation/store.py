@@ -15,7 +15,7 @@ from typing import Any
 from services.reservation.catalog import Concert
 from shared.concerts import cache_concerts, concert_key
 from shared.holds import holds_key
-from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis, unavailable
+from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis, read_lua, unavailable
 from shared.tokens import TokenClaims
 from shared.waiting_room import (
     ALLOW_OOM,
@@ -26,28 +26,8 @@ from shared.waiting_room import (
     token_state,
 )
 
-# One round trip per reservation request: the queue token's check (TOUCH_FN), then, for an
-# active token, one of the user's hold slots.
-# KEYS: the waiting room's six, then holds; ARGV: TOUCH_FN's five, then reservation id,
-# slot lifetime ms, max slots -> TOUCH_FN's answer, plus 1 taken / 0 over the limit
-RESERVE_LUA = (
-    ALLOW_OOM
-    + LUA_PRELUDE
-    + TOUCH_FN
-    + """
-local r = touch(ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
-if r[1] ~= 'a' then r[6] = 0 return r end
-local holds, rid, ttl = KEYS[7], ARGV[6], tonumber(ARGV[7])
-local now = r[5]
-redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
-if redis.call('ZSCORE', holds, rid) then r[6] = 1 return r end
-if redis.call('ZCARD', holds) >= tonumber(ARGV[8]) then r[6] = 0 return r end
-redis.call('ZADD', holds, now + ttl, rid)
-redis.call('PEXPIRE', holds, ttl)
-r[6] = 1
-return r
-"""
-)
+# One round trip per reservation request: the token check, then a hold slot (lua/reserve.lua).
+RESERVE_LUA = ALLOW_OOM + LUA_PRELUDE + TOUCH_FN + read_lua(__file__, "reserve")
 
 
 class ReservationStore:

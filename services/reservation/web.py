@@ -20,11 +20,15 @@ from services.reservation.ids import ReservationRef, payment_id_for
 from services.reservation.routing import ROUTED, forward, owner_url
 from shared.contracts import ASYNCAPI_FILE, SCHEMA_FILE
 from shared.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    HoldExpired,
     InvalidRequest,
     NotFound,
     Overloaded,
     RateLimited,
-    ServiceError,
+    Unauthorized,
     Unavailable,
 )
 from shared.events import (
@@ -52,26 +56,6 @@ OPENAPI = Path(__file__).with_name("openapi.json")  # served at /openapi.json
 MAX_WAIT_MS = 10_000
 MAX_SEATS = 100_000
 SHED_RETRY_AFTER_S = 5
-
-
-class Conflict(ServiceError):
-    status = 409
-    code = "conflict"
-
-
-class HoldExpired(ServiceError):
-    status = 410
-    code = "hold_expired"
-
-
-class Forbidden(ServiceError):
-    status = 403
-    code = "forbidden"
-
-
-class Unauthorized(ServiceError):
-    status = 401
-    code = "unauthorized"
 
 
 def _int_field(body: dict[str, Any], name: str, low: int, high: int) -> int:
@@ -136,7 +120,7 @@ async def _acked(
 
 async def _undo(undo: Callable[[], Awaitable[object]] | None) -> None:
     if undo is not None:
-        with contextlib.suppress(ServiceError):
+        with contextlib.suppress(DomainError):
             await undo()
 
 

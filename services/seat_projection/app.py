@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry
 
 from services.seat_projection.core import AVAILABLE, HELD, SOLD, Counts, SeatView, fold
 from services.seat_projection.settings import ProjectionSettings
+from shared.compat import writing_for
 from shared.errors import InvalidRequest, NotFound
 from shared.events import seat_key
 from shared.faust_app import create_faust_app, decoded_batch, raw_topic, track_group
-from shared.faust_compat import writing_for
 from shared.faust_web import AiohttpServer, service_app
 from shared.http import json_response, query_int
 from shared.ids import ID_RULE, is_valid_id

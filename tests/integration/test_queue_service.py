@@ -10,10 +10,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from infra.embedded import Server
+from shared.errors import TokenInvalid, TokenMismatch, TokenNotActive
 from shared.identity import mint
 from shared.redis_client import create_redis
 from shared.tokens import TokenClaims, TokenCodec
-from shared.waiting_room import TokenInvalid, TokenMismatch, TokenNotActive, WaitingRoom
+from shared.waiting_room import WaitingRoom
 from tests.support.queue import (
     IDENTITY_SECRET,
     SECRET,

@@ -1,4 +1,4 @@
-"""How full the Redis connection pools are (shared/redis_compat.py), against the real Redis of
+"""How full the Redis connection pools are (shared/compat.py), against the real Redis of
 the session: standalone in `make test`, Cluster in `make test-redis-cluster`. The figures are
 process-wide, so each test reads how they moved while it ran (pytest runs one test at a time)."""
 
@@ -10,8 +10,8 @@ import gc
 from prometheus_client import CollectorRegistry
 from redis import exceptions as rexc
 
+from shared.compat import POOL_METRICS, CountedSentinelPool
 from shared.redis_client import create_redis
-from shared.redis_compat import POOL_METRICS, CountedSentinelPool
 from tests.support.queue import new_id
 
 HOLD_S = 0.8  # each command holds its connection this long (a BLPOP on an empty list)

@@ -1,13 +1,28 @@
-"""Payment decisions and the gateway's idempotency contract: pytest tests/unit/test_payment.py"""
+"""The payment core (services/payment/core.py): what a gateway's answer becomes, and the retry
+policy, property-tested; and the shell obeying it. The gateways' own contract (idempotency) is
+tests/integration/test_gateway_contract.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.payment.core import result_of
-from services.payment.gateway import Outcome, PaymentGateway
+from services.payment.app import settle
+from services.payment.core import (
+    ALERT_AFTER,
+    MAX_BACKOFF_S,
+    RETRY_S,
+    UNREACHABLE,
+    Publish,
+    Request,
+    Retry,
+    decide,
+    result_of,
+)
+from services.payment.gateway import Outcome
 from shared.events import (
     PaymentCompleted,
     PaymentFailed,
@@ -17,6 +32,7 @@ from shared.events import (
     SeatMessage,
     utc_iso,
 )
+from tests.support.payment import InMemoryGateway
 
 T0 = 1_790_000_000_000
 ABOUT = {
@@ -89,56 +105,89 @@ class TestResultIds:
         assert first.to_bytes() == result_of(m, outcome, T0).to_bytes()
 
 
-@dataclass
-class FakePaymentGateway(PaymentGateway):
-    """An in-memory provider: the first outcome per idempotency key is the only one."""
+# --- the policy: what is retried, when, and when a person should look ---------------------
 
-    declined: set[str] = field(default_factory=set)  # keys whose card will be declined
-    charges: dict[str, Outcome] = field(default_factory=dict)
-    refunds: dict[str, Outcome] = field(default_factory=dict)
-    charged: int = 0  # money movements, as the provider's statement would show them
+requests = st.sampled_from([payment_requested(), refund_requested()])
+answers = st.one_of(
+    st.none(), st.builds(Outcome, st.booleans(), st.sampled_from(["", "card_declined"]))
+)
+
+
+class TestThePolicy:
+    @given(requests, st.lists(answers, max_size=40))
+    def test_publishes_at_most_once_and_only_what_the_request_can_become(
+        self, m: Request, history: list[Outcome | None]
+    ) -> None:
+        steps = [decide(m, outcome, tries, T0) for tries, outcome in enumerate(history)]
+        published = [s.fact for s in steps if isinstance(s, Publish)]
+        first = next((i for i, s in enumerate(steps) if isinstance(s, Publish)), len(steps))
+        # Every step before the first publish is a retry; the shell stops at the first.
+        assert all(isinstance(s, Retry) for s in steps[:first])
+        allowed = (
+            (PaymentRefunded,)
+            if isinstance(m, RefundPayment)
+            else (PaymentCompleted, PaymentFailed)
+        )
+        assert all(isinstance(f, allowed) and f.event_id == f"{m.event_id}:0" for f in published)
+
+    @given(requests, st.integers(min_value=0, max_value=1000))
+    def test_an_unreachable_gateway_is_waited_out_never_answered_by_guess(
+        self, m: Request, tries: int
+    ) -> None:
+        step = decide(m, UNREACHABLE, tries, T0)
+        assert isinstance(step, Retry) and step.after_s == RETRY_S
+
+    @given(st.integers(min_value=0, max_value=1000))
+    def test_a_declined_refund_is_retried_forever_backing_off_within_bounds(
+        self, tries: int
+    ) -> None:
+        now = decide(refund_requested(), Outcome(False, "x"), tries, T0)
+        later = decide(refund_requested(), Outcome(False, "x"), tries + 1, T0)
+        assert isinstance(now, Retry) and isinstance(later, Retry)
+        assert RETRY_S <= now.after_s <= later.after_s <= MAX_BACKOFF_S
+
+    @given(requests, st.lists(st.none() | st.just(Outcome(False, "x")), max_size=60))
+    def test_asks_a_person_to_look_exactly_once_however_long_it_retries(
+        self, m: Request, history: list[Outcome | None]
+    ) -> None:
+        if isinstance(m, PaymentRequested):
+            history = [None] * len(history)  # a charge retries only while unreachable
+        alerts = [decide(m, o, tries, T0) for tries, o in enumerate(history)]
+        assert sum(isinstance(s, Retry) and s.alert for s in alerts) == (
+            1 if len(history) >= ALERT_AFTER else 0
+        )
+
+    def test_a_charge_the_gateway_answered_is_final_either_way(self) -> None:
+        assert isinstance(decide(payment_requested(), Outcome(True), 0, T0), Publish)
+        declined = decide(payment_requested(), Outcome(False, "card_declined"), 0, T0)
+        assert isinstance(declined, Publish) and isinstance(declined.fact, PaymentFailed)
+
+
+# --- the shell obeys: it asks again after an outage and publishes what the core says ------
+
+
+class FlakyGateway(InMemoryGateway):
+    """The in-memory provider behind a link that is down for the first `down` asks."""
+
+    def __init__(self, down: int) -> None:
+        super().__init__()
+        self.down = down
 
     async def charge(self, idempotency_key: str, amount: int) -> Outcome:
-        if idempotency_key not in self.charges:
-            ok = idempotency_key not in self.declined
-            self.charges[idempotency_key] = Outcome(ok, "" if ok else "card_declined")
-            self.charged += ok
-        return self.charges[idempotency_key]
-
-    async def refund(self, idempotency_key: str, amount: int) -> Outcome:
-        if idempotency_key not in self.refunds:
-            self.refunds[idempotency_key] = Outcome(True)
-            self.charged -= 1
-        return self.refunds[idempotency_key]
+        if self.down:
+            self.down -= 1
+            raise ConnectionError("gateway ledger unreachable")
+        return await super().charge(idempotency_key, amount)
 
 
-async def pay(gateway: PaymentGateway, m: PaymentRequested, now_ms: int) -> SeatMessage:
-    """What the payment agent does with one request (without Kafka)."""
-    return result_of(m, await gateway.charge(m.reservation_id, m.amount), now_ms)
+async def test_the_agent_waits_out_an_unreachable_gateway_then_publishes_its_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waited: list[float] = []
 
+    async def no_wait(seconds: float) -> None:
+        waited.append(seconds)
 
-class TestTheSameIdempotencyKey:
-    async def test_charges_once_however_often_the_request_comes(self) -> None:
-        gateway = FakePaymentGateway()
-        results = [await pay(gateway, payment_requested(), T0 + n) for n in range(3)]
-        assert gateway.charged == 1
-        assert {(type(r), r.event_id) for r in results} == {(PaymentCompleted, "pay:r1.abc.def:0")}
-
-    async def test_keeps_a_declined_charge_declined(self) -> None:
-        gateway = FakePaymentGateway(declined={"r1.abc.def"})
-        results = [await pay(gateway, payment_requested(), T0) for _ in range(2)]
-        assert all(isinstance(r, PaymentFailed) for r in results) and gateway.charged == 0
-
-    async def test_refunds_once(self) -> None:
-        gateway = FakePaymentGateway()
-        await gateway.charge("r1", 120)
-        outcomes = [await gateway.refund("r1", 120) for _ in range(2)]
-        assert outcomes == [Outcome(True), Outcome(True)] and gateway.charged == 0
-
-
-class TestDifferentIdempotencyKeys:
-    async def test_are_charged_separately(self) -> None:
-        gateway = FakePaymentGateway()
-        await gateway.charge("r1", 120)
-        await gateway.charge("r2", 120)
-        assert gateway.charged == 2
+    monkeypatch.setattr(asyncio, "sleep", no_wait)
+    fact = await settle(FlakyGateway(down=3), payment_requested())
+    assert isinstance(fact, PaymentCompleted) and waited == [RETRY_S] * 3

@@ -1,6 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.queue.app import token_view  # the HTTP shell's view of what the core computes
 from services.queue.core import (
     MAX_POLL_MS,
     MIN_POLL_MS,
@@ -9,10 +10,8 @@ from services.queue.core import (
     eta_seconds,
     poll_after_ms,
     position,
-    token_view,
 )
-from shared.tokens import TokenClaims
-from shared.waiting_room import ACTIVE, WAITING
+from shared.tokens import TOKEN_ACTIVE, TOKEN_WAITING, TokenClaims
 
 
 class TestPosition:
@@ -41,17 +40,21 @@ class TestPollAfter:
         self, pos: int, rate: float, ticket: int
     ) -> None:
         ms = poll_after_ms(
-            WAITING, pos, rate, heartbeat_ms=60_000, active_ttl_ms=30_000, ticket=ticket
+            TOKEN_WAITING, pos, rate, heartbeat_ms=60_000, active_ttl_ms=30_000, ticket=ticket
         )
         assert MIN_POLL_MS <= ms <= min(MAX_POLL_MS, 20_000)
 
     def test_grows_with_distance_from_the_front(self) -> None:
-        near = poll_after_ms(WAITING, 10, 100, heartbeat_ms=60_000, active_ttl_ms=1, ticket=7)
-        far = poll_after_ms(WAITING, 5000, 100, heartbeat_ms=60_000, active_ttl_ms=1, ticket=7)
+        near = poll_after_ms(TOKEN_WAITING, 10, 100, heartbeat_ms=60_000, active_ttl_ms=1, ticket=7)
+        far = poll_after_ms(
+            TOKEN_WAITING, 5000, 100, heartbeat_ms=60_000, active_ttl_ms=1, ticket=7
+        )
         assert near < far
 
     def test_an_active_token_is_asked_to_come_back_before_it_expires(self) -> None:
-        ms = poll_after_ms(ACTIVE, None, 0, heartbeat_ms=60_000, active_ttl_ms=30_000, ticket=1)
+        ms = poll_after_ms(
+            TOKEN_ACTIVE, None, 0, heartbeat_ms=60_000, active_ttl_ms=30_000, ticket=1
+        )
         assert ms <= 10_000
 
 
@@ -59,7 +62,7 @@ class TestTokenView:
     claims = TokenClaims("c", "u", 50, 0)
 
     def test_waiting_view_has_position_eta_and_heartbeat_deadline(self) -> None:
-        seen = Observed(WAITING, 0, frontier=40, measured_rate=2.0, now_ms=1_000)
+        seen = Observed(TOKEN_WAITING, 0, frontier=40, measured_rate=2.0, now_ms=1_000)
         view = token_view(
             "t", self.claims, seen, configured_rate=5, heartbeat_ms=60_000, active_ttl_ms=30_000
         )
@@ -68,7 +71,7 @@ class TestTokenView:
         assert view["expires_at"] == "1970-01-01T00:01:01.000+00:00"
 
     def test_active_view_has_no_position_and_expires_at_the_deadline(self) -> None:
-        seen = Observed(ACTIVE, 31_000, 0, 0.0, now_ms=1_000)
+        seen = Observed(TOKEN_ACTIVE, 31_000, 0, 0.0, now_ms=1_000)
         view = token_view(
             "t", self.claims, seen, configured_rate=5, heartbeat_ms=60_000, active_ttl_ms=30_000
         )

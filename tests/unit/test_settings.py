@@ -24,7 +24,12 @@ def queue(**env: str) -> QueueSettings:
 class TestSettings:
     def test_defaults_are_the_documented_ones(self) -> None:
         s = queue()
-        assert (s.host, s.port, s.active_ttl_s, s.wait_heartbeat_s) == ("127.0.0.1", 8000, 30, 60)
+        assert (s.host, s.port, s.tokens.active_ttl_s, s.tokens.wait_heartbeat_s) == (
+            "127.0.0.1",
+            8000,
+            30,
+            60,
+        )
         assert s.infra.env == "dev" and s.infra.kafka_broker_impl == "kafka"
         assert s.infra.kafka_idempotent is True
         assert s.infra.kafka_processing_guarantee == "at_least_once"

@@ -1,15 +1,16 @@
-"""The fix for Faust emptying agents' queues at the end of recovery (shared/faust_compat.py)."""
+"""The library patches and accessors of shared/compat.py, on the pinned versions."""
 
 from __future__ import annotations
 
 from faust.streams import current_event
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-from shared.faust_compat import keep_queued_messages_on_resume, writing_for
+from shared import compat
+from shared.compat import writing_for
 
 
 def flow_and_queue() -> tuple[FlowControlEvent, FlowControlQueue[str]]:
-    keep_queued_messages_on_resume()
+    compat.install()
     flow = FlowControlEvent()
     return flow, FlowControlQueue(flow_control=flow, clear_on_resume=True)
 
@@ -46,10 +47,27 @@ class TestWritingFor:
 
 
 def test_the_recovery_state_reads_on_the_pinned_faust() -> None:
-    """shared.faust_compat.recovery_state reaches Faust internals (the watchdog's input)."""
+    """compat.recovery_state reaches Faust internals (the watchdog's input)."""
     import faust
 
-    from shared.faust_compat import recovery_state
+    from shared.compat import recovery_state
 
     app = faust.App("recovery-state-test", broker="kafka://127.0.0.1:1", store="memory://")
     assert recovery_state(app) == (False, 0)
+
+
+def test_install_registers_the_transports_and_is_idempotent() -> None:
+    from faust.transport.drivers import by_url
+
+    compat.install()
+    compat.install()
+    assert by_url(f"{compat.IDEMPOTENT}://127.0.0.1:9092") is compat.IdempotentTransport
+    assert by_url(f"{compat.BATCHING}://127.0.0.1:9092") is compat.BatchingTransport
+    assert compat.FETCH == {"min_bytes": 16384, "max_wait_ms": 20}  # the settings' defaults
+
+
+def test_owner_of_a_key_is_not_known_before_any_assignment() -> None:
+    import faust
+
+    app = faust.App("owner-test", broker="kafka://127.0.0.1:1", store="memory://")
+    assert compat.owner_of(app, "owner-test-seat_records-changelog", b"c1|1") is None

@@ -1,0 +1,2 @@
+-- ARGV: user, ticket -> complete()'s answer
+return complete(ARGV[1], ARGV[2])
