@@ -32,16 +32,11 @@ from perf.goals import goal_rows
 from perf.ledger import cpu_ms_per_flow
 from perf.machine import command_version, cores, cpu_model, package_version, python_version
 from perf.results import Collector, Results, Scenario
-from perf.scenarios import (
-    Context,
-    Plan,
-    dump,
-    empty_scenario,
-    queue_scenario,
-    reservation_scenario,
-    soak_scenario,
-    spike_scenario,
-)
+from perf.scenarios.base import Context, Plan, dump, empty_scenario
+from perf.scenarios.queue import queue_scenario
+from perf.scenarios.reservation import reservation_scenario
+from perf.scenarios.soak import soak_scenario
+from perf.scenarios.spike import spike_scenario
 
 REPORTS = ROOT / "perf" / "reports"
 SCENARIOS = ("queue", "reservation", "spike", "soak")

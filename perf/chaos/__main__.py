@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from perf.chaos.cases import BY_NAME, CASES, FULL, SMOKE, run_case
+from perf.chaos.cases import BY_NAME, CASES, FULL, SMOKE
 from perf.chaos.report import failure_section, plot_timelines
+from perf.chaos.runner import run_case
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "perf" / "reports"

@@ -229,6 +229,12 @@ def evolve_reservation(
     return reservation
 
 
+def worth_waiting(status: str, seen: str) -> bool:
+    """A long-poll that has seen `seen` waits while the status is still that, and never on a
+    final status, which cannot change (it would only hold the request for its whole wait)."""
+    return status == seen and status not in TERMINAL
+
+
 def is_open(reservation: Reservation | None) -> bool:
     """Still counts against the user's hold limit."""
     return reservation is None or reservation.status in (PENDING, HELD)

@@ -11,17 +11,23 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiokafka.errors import KafkaError
 
 from services.reservation.catalog import Concert, Creation, creation
 from services.reservation.context import Reservations, now_ms
-from services.reservation.core import EXPIRED, HELD, PENDING, STATUSES, Reservation
+from services.reservation.core import (
+    EXPIRED,
+    HELD,
+    PENDING,
+    STATUSES,
+    Reservation,
+    worth_waiting,
+)
 from services.reservation.ids import ReservationRef, payment_id_for
+from services.reservation.publishing import publish_acked
 from services.reservation.routing import ROUTED, forward, owner_url
 from shared.contracts import ASYNCAPI_FILE, SCHEMA_FILE
 from shared.errors import (
     Conflict,
-    DomainError,
     Forbidden,
     HoldExpired,
     InvalidRequest,
@@ -74,66 +80,6 @@ async def _concert(ctx: Reservations, concert_id: str) -> Concert:
     return concert
 
 
-async def _acked(
-    ctx: Reservations,
-    topic: str,
-    message: Any,
-    *,
-    undo: Callable[[], Awaitable[object]] | None = None,
-    **ids: str,
-) -> None:
-    """Publish and wait for the broker's acknowledgement: a 202 means durably accepted.
-
-    A 503 tells the truth about what may still happen. A message the producer never took is
-    not accepted: `undo` runs at once. One it took but the broker has not acknowledged in time
-    may still be delivered (the producer keeps retrying): the 503 then carries `ids` (the
-    reservation id, so the client can look it up or retry with the same Idempotency-Key) and
-    `"accepted": "unknown"`, and `undo` runs only if the broker finally refuses it."""
-    timeout = ctx.settings.infra.kafka_send_timeout_s
-    started = asyncio.get_running_loop().time()
-    try:
-        async with asyncio.timeout(timeout):
-            delivery = await ctx.publish(topic, message)
-    except (TimeoutError, OSError, KafkaError) as exc:
-        ctx.metrics.send_failures.labels(topic, "not_taken").inc()
-        await _undo(undo)
-        raise Unavailable(f"the event log is unavailable ({type(exc).__name__}), retry") from None
-    left = max(0.0, timeout - (asyncio.get_running_loop().time() - started))
-    try:
-        await asyncio.wait_for(asyncio.shield(delivery), left)
-    except TimeoutError:
-        ctx.metrics.send_failures.labels(topic, "not_acknowledged").inc()
-        delivery.add_done_callback(lambda f: _undo_if_refused(ctx, f, undo))
-        unknown = Unavailable(
-            "the event log has not acknowledged the request yet; it may still be accepted: "
-            "look it up, or retry with the same Idempotency-Key"
-        )
-        unknown.extra.update(accepted="unknown", **ids)
-        raise unknown from None
-    except (OSError, KafkaError) as exc:
-        ctx.metrics.send_failures.labels(topic, "refused").inc()
-        await _undo(undo)
-        raise Unavailable(
-            f"the event log refused the request ({type(exc).__name__}), retry"
-        ) from None
-
-
-async def _undo(undo: Callable[[], Awaitable[object]] | None) -> None:
-    if undo is not None:
-        with contextlib.suppress(DomainError):
-            await undo()
-
-
-def _undo_if_refused(
-    ctx: Reservations, delivery: asyncio.Future[Any], undo: Callable[[], Awaitable[object]] | None
-) -> None:
-    """A late outcome: delivered, nothing to do; refused for good, undo what the request took."""
-    if undo is not None and (delivery.cancelled() or delivery.exception() is not None):
-        task = asyncio.ensure_future(_undo(undo))
-        ctx.background.add(task)
-        task.add_done_callback(ctx.background.discard)
-
-
 async def create_concert(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     auth = request.headers.get("Authorization", "")
@@ -164,7 +110,7 @@ async def create_concert(request: web.Request) -> web.Response:
         seats=wanted.seats,
         price=wanted.price,
     )
-    await _acked(
+    await publish_acked(
         ctx,
         "concert.created",
         event,
@@ -253,7 +199,7 @@ async def _reserve(ctx: Reservations, request: web.Request) -> tuple[str, Reserv
         price=concert.price,
     )
     # The hold-limit entry lives until the request's outcome is known.
-    await _acked(
+    await publish_acked(
         ctx,
         "reservation.requested",
         message,
@@ -341,7 +287,7 @@ async def _while(
     key = seat_key(ref.concert_id, ref.seat_id)
     current = ctx.seats.reservation(key, rid)
     deadline = asyncio.get_running_loop().time() + wait_ms / 1000
-    while (current.status if current else PENDING) == seen:
+    while worth_waiting(current.status if current else PENDING, seen):
         left = deadline - asyncio.get_running_loop().time()
         if left <= 0 or ctx.waiters.draining:  # shutting down: answer with the state as it is
             break
@@ -389,7 +335,9 @@ async def pay(request: web.Request) -> web.Response:
         payment_id=payment_id,
         amount=r.price,
     )
-    await _acked(ctx, "payment.requested", message, reservation_id=rid, payment_id=payment_id)
+    await publish_acked(
+        ctx, "payment.requested", message, reservation_id=rid, payment_id=payment_id
+    )
     answer: dict[str, Any] = {"payment_id": payment_id, "status": PENDING}
     if wait_ms:
         answer["reservation"] = _view(rid, ref, await _while(ctx, ref, rid, HELD, wait_ms))

@@ -14,11 +14,18 @@ import faust
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from services.seat_projection.core import AVAILABLE, HELD, SOLD, Counts, SeatView, fold
+from services.seat_projection.core import (
+    AVAILABLE,
+    HELD,
+    SOLD,
+    Counts,
+    SeatView,
+    StatusIndex,
+    fold,
+)
 from services.seat_projection.settings import ProjectionSettings
 from shared.compat import writing_for
 from shared.errors import InvalidRequest, NotFound
-from shared.events import seat_key
 from shared.faust_app import create_faust_app, decoded_batch, raw_topic, track_group
 from shared.faust_web import AiohttpServer, service_app
 from shared.http import json_response, query_int
@@ -28,7 +35,8 @@ from shared.topics import changelog_configs, consumed_by
 
 OPENAPI = Path(__file__).with_name("openapi.json")  # served at /openapi.json
 MAX_LIMIT = 1000
-# Seats looked at per page, at most: a filtered page (?status=) may come back short, with
+# Seats looked at per page of available seats, at most: held and sold pages read the index
+# (core.StatusIndex); an available page of a nearly sold-out concert may come back short, with
 # next_after to go on from, so one call never walks a whole 100,000-seat concert.
 MAX_SCAN = 5000
 BATCH, BATCH_WITHIN_S = 500, 0.005
@@ -59,6 +67,13 @@ def create_app(settings: ProjectionSettings) -> faust.App:
         "concert_to_counts", default=None, partitions=partitions, extra_topic_configs=changelog
     )
 
+    index = StatusIndex()  # held and sold seats per concert, for paging (core.StatusIndex)
+
+    @seat_to_status.on_recover
+    async def rebuild_index() -> None:
+        rebuilt = StatusIndex.of((k, SeatView(*doc)) for k, doc in seat_to_status.items() if doc)
+        index.by_concert = rebuilt.by_concert
+
     def seat_of(key: str) -> SeatView:
         doc = seat_to_status.get(key)
         return SeatView(*doc) if doc else SeatView()
@@ -77,8 +92,11 @@ def create_app(settings: ProjectionSettings) -> faust.App:
                 # Facts are keyed by concert: a concert's writes go to its facts' partition.
                 event_of = {getattr(m, "concert_id", ""): e for e, m in facts}
                 for key, seat in changes.seats.items():
-                    with writing_for(event_of[key.partition("|")[0]]):
+                    concert_id, _, seat_id = key.partition("|")
+                    with writing_for(event_of[concert_id]):
                         seat_to_status[key] = [seat.status, seat.version]
+                    if seat_id.isascii() and seat_id.isdigit():
+                        index.set(concert_id, int(seat_id), seat.status)
                     metrics.decisions.labels(seat.status).inc()
                 for concert_id, c in changes.counts.items():
                     with writing_for(event_of[concert_id]):
@@ -102,17 +120,7 @@ def create_app(settings: ProjectionSettings) -> faust.App:
         after = query_int(request, "after", default=0, low=0, high=max(counts.seats, 1))
         if counts.seats == 0:
             raise NotFound(f"no seat map for concert {concert_id!r} (yet)")
-        page: list[dict[str, str]] = []
-        last = min(counts.seats, after + MAX_SCAN)
-        for n in range(after + 1, last + 1):
-            doc = seat_to_status.get(seat_key(concert_id, str(n)))
-            seat_status = doc[0] if doc else AVAILABLE
-            if status is None or seat_status == status:
-                page.append({"seat_id": str(n), "status": seat_status})
-                if len(page) == limit:
-                    last = n
-                    break
-        more = last < counts.seats
+        numbered, next_after = index.page(concert_id, counts.seats, status, after, limit, MAX_SCAN)
         return json_response(
             {
                 "concert_id": concert_id,
@@ -121,8 +129,8 @@ def create_app(settings: ProjectionSettings) -> faust.App:
                     "held": counts.held,
                     "sold": counts.sold,
                 },
-                "seats": page,
-                "next_after": str(last) if more else None,
+                "seats": [{"seat_id": str(n), "status": st} for n, st in numbered],
+                "next_after": None if next_after is None else str(next_after),
             }
         )
 

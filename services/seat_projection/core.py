@@ -7,6 +7,7 @@ map already shows is ignored. That also makes redelivered facts harmless.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -97,3 +98,77 @@ def fold(
             continue
         out.seats[key], out.counts[fact.concert_id] = changed
     return out
+
+
+# --- the seat map's index, for paging -------------------------------------------------------
+
+
+@dataclass
+class StatusIndex:
+    """Which seats of each concert are held and which sold, in seat-number order (every other
+    seat is available), so a page of the map, filtered or not, costs its own length and not a
+    scan of the concert. Seats are numbered 1..seats. Kept beside the seat table: set from each
+    applied change, rebuilt from the table after a recovery."""
+
+    by_concert: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+
+    def set(self, concert_id: str, seat: int, status: str) -> None:
+        lists = self.by_concert.setdefault(concert_id, {HELD: [], SOLD: []})
+        for name, numbers in lists.items():
+            i = bisect.bisect_left(numbers, seat)
+            present = i < len(numbers) and numbers[i] == seat
+            if present and name != status:
+                del numbers[i]
+            elif not present and name == status:
+                numbers.insert(i, seat)
+
+    @classmethod
+    def of(cls, seats: Iterable[tuple[str, SeatView]]) -> StatusIndex:
+        """The index of a seat table's items ("concert|seat" -> view)."""
+        index = cls()
+        for key, view in seats:
+            concert_id, _, seat = key.partition("|")
+            if view.status != AVAILABLE and seat.isascii() and seat.isdigit():
+                index.set(concert_id, int(seat), view.status)
+        return index
+
+    def page(
+        self,
+        concert_id: str,
+        seats: int,
+        status: str | None,
+        after: int,
+        limit: int,
+        max_scan: int = 5000,
+    ) -> tuple[list[tuple[int, str]], int | None]:
+        """Up to `limit` (seat, status) after seat `after`, of `status` (any when None), and
+        the seat to go on from (None: nothing of that status after this page). Held and sold
+        pages read the index alone; an available page looks at `max_scan` seats at most, so a
+        nearly sold-out concert answers a short page with where to go on from."""
+        lists = self.by_concert.get(concert_id, {HELD: [], SOLD: []})
+        if status in (HELD, SOLD):
+            numbers = lists[status]
+            i = bisect.bisect_right(numbers, after)
+            chunk = numbers[i : i + limit]
+            more = i + limit < len(numbers)
+            return [(n, status) for n in chunk], (chunk[-1] if more and chunk else None)
+        held, sold = lists[HELD], lists[SOLD]
+        ih, js = bisect.bisect_right(held, after), bisect.bisect_right(sold, after)
+        page: list[tuple[int, str]] = []
+        n, last = after, min(seats, after + max_scan)
+        while len(page) < limit and n < last:
+            n += 1
+            if ih < len(held) and held[ih] == n:
+                ih += 1
+                seat_status = HELD
+            elif js < len(sold) and sold[js] == n:
+                js += 1
+                seat_status = SOLD
+            else:
+                seat_status = AVAILABLE
+            if status is None or seat_status == status:
+                page.append((n, seat_status))
+        if status is None:
+            return page, (n if n < seats else None)
+        available_after = (seats - n) - (len(held) - ih) - (len(sold) - js)
+        return page, (n if available_after > 0 else None)

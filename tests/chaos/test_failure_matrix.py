@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from perf.chaos.cases import CASES, SMOKE, Case, run_case
+from perf.chaos.cases import CASES, SMOKE, Case
+from perf.chaos.runner import run_case
 
 pytestmark = pytest.mark.slow
 

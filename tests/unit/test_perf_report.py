@@ -6,7 +6,9 @@ from typing import cast
 
 import pytest
 
-from perf.report import build_report, fmt_rate, fmt_success, main, render, section_failures
+from perf.report import build_report, main, render
+from perf.report.formatting import fmt_rate, fmt_success
+from perf.report.sections import section_failures
 from perf.results import Results
 
 SAMPLE = Path(__file__).parent / "data" / "perf_results_sample.json"

@@ -12,6 +12,7 @@ from services.seat_projection.core import (
     Changes,
     Counts,
     SeatView,
+    StatusIndex,
     apply,
 )
 from services.seat_projection.core import fold as fold_batch
@@ -252,3 +253,55 @@ class TestFoldingABatch:
         )
         assert out.seats == {f"{CONCERT}|s1": SeatView(SOLD, 2)}
         assert out.counts == {CONCERT: Counts(seats=4, sold=1)} and out.ignored == 1
+
+
+# --- paging through the index ----------------------------------------------------------------
+
+maps = st.integers(1, 60).flatmap(
+    lambda n: st.tuples(
+        st.just(n), st.lists(st.sampled_from([AVAILABLE, HELD, SOLD]), min_size=n, max_size=n)
+    )
+)
+
+
+def indexed(seats: list[str]) -> StatusIndex:
+    index = StatusIndex()
+    for n, status in enumerate(seats, start=1):
+        index.set("c", n, status)
+    return index
+
+
+class TestPagingThroughTheIndex:
+    @given(
+        maps, st.sampled_from([None, AVAILABLE, HELD, SOLD]), st.integers(1, 9), st.integers(1, 12)
+    )
+    def test_following_next_after_lists_every_matching_seat_once_in_order(
+        self, seat_map: tuple[int, list[str]], status: str | None, limit: int, max_scan: int
+    ) -> None:
+        n, seats = seat_map
+        index, after, seen, pages = indexed(seats), 0, [], 0
+        while after is not None:
+            page, next_after = index.page("c", n, status, after, limit, max_scan)
+            assert len(page) <= limit
+            assert next_after is None or next_after > after  # every page moves on
+            seen += page
+            after, pages = next_after, pages + 1
+            assert pages <= n + 1
+        expected = [(i, s) for i, s in enumerate(seats, 1) if status is None or s == status]
+        assert seen == expected
+
+    @given(maps)
+    def test_rebuilt_from_the_table_it_equals_the_index_kept_change_by_change(
+        self, seat_map: tuple[int, list[str]]
+    ) -> None:
+        _, seats = seat_map
+        table = [(f"c|{i}", SeatView(s, 1)) for i, s in enumerate(seats, 1) if s != AVAILABLE]
+        assert StatusIndex.of(table) == indexed(seats) or not table
+
+    def test_a_seat_that_changes_status_moves_between_the_lists(self) -> None:
+        index = StatusIndex()
+        index.set("c", 5, HELD)
+        index.set("c", 5, SOLD)
+        index.set("c", 7, HELD)
+        index.set("c", 7, AVAILABLE)
+        assert index.by_concert["c"] == {HELD: [], SOLD: [5]}

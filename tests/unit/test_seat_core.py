@@ -21,6 +21,7 @@ from services.reservation.core import (
     REFUNDED,
     REJECTED,
     SOLD,
+    TERMINAL,
     Output,
     Reservation,
     Seat,
@@ -31,6 +32,7 @@ from services.reservation.core import (
     record_from_bytes,
     record_to_bytes,
     step,
+    worth_waiting,
 )
 from services.reservation.ids import payment_id_for
 from shared.events import (
@@ -702,3 +704,13 @@ class TestTheSeatRecord:
         # each lost attempt leaves only its outcome: no outputs, no copies of the seat
         per_attempt = (len(record_to_bytes(committed)) - 200) / 200
         assert per_attempt < 120, per_attempt
+
+
+class TestALongPoll:
+    @pytest.mark.parametrize("status", sorted(TERMINAL))
+    def test_never_waits_on_a_final_status(self, status: str) -> None:
+        assert not worth_waiting(status, seen=status)
+
+    def test_waits_while_the_status_is_the_one_already_seen(self) -> None:
+        assert worth_waiting(PENDING, seen=PENDING)
+        assert not worth_waiting(HELD, seen=PENDING)
