@@ -168,7 +168,12 @@ class Bench:
             "VUS": str(self.cfg.vus),
             "RATE": str(self.cfg.rate),
             "POOL_SIZE": str(self.cfg.pool),
-            "CONCERT_ID": put_on_sale(self.redis_url, f"bench-{self.run_id}-{name}"),
+            # The bare hello app has no queue: only a queue run needs a concert on sale.
+            "CONCERT_ID": (
+                "hello"
+                if op == "hello"
+                else put_on_sale(self.redis_url, f"bench-{self.run_id}-{name}")
+            ),
             "SUMMARY_PATH": str(summary),
             "IDENTITY_SECRET": self.identity_secret,
         }

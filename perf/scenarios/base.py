@@ -14,7 +14,7 @@ from perf.results import Scenario
 from perf.samples import Sample, read_k6_csv
 from perf.stats import percentile
 
-QUEUE_SCRIPT = Path(__file__).parent / "k6" / "queue.js"
+QUEUE_SCRIPT = Path(__file__).resolve().parents[1] / "k6" / "queue.js"  # perf/k6/
 
 
 QUEUE_CRITERION = (100.0, 0.001)  # p99 ms, error share: the "maximum sustainable"

@@ -15,6 +15,7 @@ ticket order is first come, first served.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from shared.tokens import (
@@ -28,6 +29,7 @@ from shared.tokens import (
 )
 
 RATE_TAU_MS = 5000  # the measured admission rate is an EWMA over about this long
+KEPT = "h"  # complete_if_settled: the buyer still holds a seat, the token is kept
 
 
 def lua_number(x: float) -> str:
@@ -214,6 +216,15 @@ class Room:
             return token.state
         self._set(user, token, TOKEN_COMPLETED)
         return token.state
+
+    def complete_if_settled(self, user: str, ticket: int, holds: Iterable[int], now: int) -> str:
+        """A buyer's token once their seat is confirmed: completed (as `complete`) only when
+        none of their holds is still open (`holds`: the deadlines of their pending and held
+        reservations), so a fan buying several seats keeps it until the last one settles;
+        KEPT otherwise."""
+        if any(deadline >= now for deadline in holds):
+            return KEPT
+        return self.complete(user, ticket)
 
     def stats(self) -> tuple[int, int, str]:
         """(waiting, active, measured rate)."""

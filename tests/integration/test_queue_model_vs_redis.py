@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from services.queue.model import Room
 from services.queue.store import Entered, Promoted, QueueStore
 from shared.concerts import cache_concerts
+from shared.holds import holds_key
 from shared.redis_client import AnyRedis, create_redis
 from shared.tokens import TokenClaims, TokenCodec
 from shared.waiting_room import WaitingRoom, queue_keys, token_state
@@ -40,6 +41,8 @@ ops = st.lists(
             st.sampled_from([0.0, 50.0, 1000.0]),  # admit per s
         ),
         st.tuples(st.just("complete"), st.sampled_from(USERS), st.booleans()),
+        st.tuples(st.just("hold"), st.sampled_from(USERS), st.booleans()),  # open or lapsed
+        st.tuples(st.just("settle"), st.sampled_from(USERS), st.booleans()),
         st.tuples(st.just("pause"), st.integers(0, 70)),
     ),
     min_size=10,
@@ -97,6 +100,12 @@ async def run(redis_url: str, steps: list[tuple[Any, ...]]) -> None:
     concert = new_id("model")
     model = Room()
     times = {"ttl_ms": TTL_MS, "heartbeat_ms": HEARTBEAT_MS}
+    holds: dict[str, list[int]] = {}  # user -> deadlines of their holds, as the model sees them
+
+    async def redis_now() -> int:
+        seconds, micros = await redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
     try:
         await cache_concerts(redis, [(concert, 10, 100)])
         for step in steps:
@@ -131,6 +140,20 @@ async def run(redis_url: str, steps: list[tuple[Any, ...]]) -> None:
                 _, user, current = step
                 ticket = ticket_of(model, user, current)
                 assert await store.complete(concert, user, ticket) == model.complete(user, ticket)
+            elif step[0] == "hold":
+                # A minute either side of now: open or lapsed whatever the clock does meanwhile.
+                _, user, still_open = step
+                deadline = await redis_now() + (60_000 if still_open else -60_000)
+                rid = f"r{len(holds.get(user, []))}"
+                await redis.zadd(holds_key(concert, user), {rid: deadline})
+                holds.setdefault(user, []).append(deadline)
+            elif step[0] == "settle":
+                _, user, current = step
+                ticket = ticket_of(model, user, current)
+                now = await redis_now()
+                (got_s,) = await store.complete_settled([(concert, user, ticket)])
+                want_s = model.complete_if_settled(user, ticket, holds.get(user, []), now)
+                assert got_s == want_s, step
             else:
                 await asyncio.sleep(step[1] / 1000)
         assert await snapshot(redis, concert) == modelled(model)

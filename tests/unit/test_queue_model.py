@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.queue.model import Room
+from services.queue.model import KEPT, Room
 from shared.tokens import (
     SUPERSEDED,
     TOKEN_ACTIVE,
@@ -123,3 +123,11 @@ class TestTokens:
         assert room.complete("a", 1) == TOKEN_COMPLETED
         assert room.complete("a", 2) == SUPERSEDED
         assert room.complete("zz", 1) == UNKNOWN
+
+    def test_a_buyer_keeps_the_token_while_any_other_hold_is_open(self) -> None:
+        room = Room()
+        room.enter("a", 1_000, **TIMES)
+        assert room.complete_if_settled("a", 1, holds=[5_000, 500], now=2_000) == KEPT
+        assert room.users["a"].state == TOKEN_WAITING
+        assert room.complete_if_settled("a", 1, holds=[500], now=2_000) == TOKEN_WAITING
+        assert room.users["a"].state == TOKEN_COMPLETED
