@@ -1,8 +1,9 @@
 """The hot-path goals side by side: the reference report, where we started, this run, the goal.
 
 `make perf-reservation` and `make perf-queue` print this table (perf.harness) and every report
-carries it (perf.report). "Before" is the measurement the goals were set against (issue 10, on
-the landed code of 2026-11-30, the same machine); "this run" is computed from the run's results.
+carries it (perf.report). The measures, the reference's figures, "before" (what the goals were set
+against: issue 10, the landed code of 2026-11-30, this machine) and the goals are data, in
+perf/reference.toml; "this run" is computed from the run's results.
 A row the run did not measure reads "not measured".
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from perf.reference import reference
 from perf.results import Phase, Results, Scenario
 
 OVERLOAD_P99_BOUND_MS = 2000.0  # "p99 bounded": accepted flows within 2 s at twice capacity
@@ -98,50 +100,19 @@ def overload(results: Results) -> tuple[str, bool | None]:
     return text, accepted <= OVERLOAD_P99_BOUND_MS and refused > 0
 
 
-GOALS = (
-    Goal(
-        "pipeline, max sustainable complete flows/s (flow p99 <= 1 s, errors <= 0.1 %)",
-        "500 target",
-        "141",
-        ">= 500",
+OURS: dict[str, Callable[[Results], tuple[str, bool | None]]] = {
+    f.__name__: f
+    for f in (
         flows_sustainable,
-    ),
-    Goal(
-        "pipeline, served at 500 flows/s offered",
-        "500",
-        "228 (p99 14 s)",
-        "500, p99 <= 1 s",
         flows_at_500,
-    ),
-    Goal(
-        "CPU per complete flow, services + broker + Redis (steady phase)",
-        "-",
-        "~13 ms",
-        "<= 3.5 ms",
         cpu_per_flow,
-    ),
-    Goal(
-        "queue, max sustainable tokens/s (enter + poll + validate, p99 <= 100 ms)",
-        "1,200 max",
-        "1,022",
-        ">= 2,000",
         tokens_sustainable,
-    ),
-    Goal(
-        "queue, share of the bare-aiohttp ceiling in the same run",
-        "-",
-        "0.26",
-        ">= 0.5",
         ceiling_share,
-    ),
-    Goal(
-        "overload: 500 flows/s offered (over 2x the sustainable rate), gate open",
-        "-",
-        "p99 42 s; 20 flows errored",
-        f"accepted p99 <= {OVERLOAD_P99_BOUND_MS / 1000:.0f} s; "
-        "excess refused with 503 + Retry-After",
         overload,
-    ),
+    )
+}
+GOALS = tuple(
+    Goal(g.measure, g.reference, g.before, g.goal, OURS[g.ours]) for g in reference().goals
 )
 
 

@@ -201,9 +201,21 @@ async def claim_worker_id(name: str, infra: InfraSettings) -> None:
         await client.aclose()
 
 
+class Closeable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+def owns(service: Service, client: Closeable) -> None:
+    """`service` closes `client` as the last step of its stop, after its children (for an app:
+    agents, timers, web server) have stopped, so nothing still running finds it closed. Mode
+    closes a service's exit stack after its children; a callback pushed before start is kept."""
+    service.async_exit_stack.push_async_callback(client.aclose)
+
+
 def keep_worker_id(app: faust.App, name: str, infra: InfraSettings) -> None:
     """Renew the lease while the worker runs; exit loudly if another worker took the id."""
     client = create_redis(infra.redis_address, socket_timeout=2.0, max_connections=2)
+    owns(app, client)
 
     @app.timer(interval=RENEW_EVERY_S, on_leader=False)  # type: ignore[untyped-decorator]
     async def renew_worker_id() -> None:

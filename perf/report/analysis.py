@@ -7,6 +7,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from perf.reference import reference
 from perf.report.formatting import (
     NA,
     fmt_cores,
@@ -151,32 +152,39 @@ def per(value: float | None, divisor: float) -> float | None:
     return None if value is None else value / divisor
 
 
+TARGETS = reference().targets
+
+
+def row(key: str, ours: float | None, show: Callable[[object], str], partial: bool) -> Row:
+    """Ours against the reference report's `key` target (perf/reference.toml)."""
+    t = TARGETS[key]
+    return Row(t.label, t.value, ours, show, t.better, partial)
+
+
 def queue_rows(results: Results) -> list[Row]:
     """The reference counts tokens; our queue phases count HTTP requests, `requests_per_token`
     of them per token (enter, poll, validate), so rates are divided back into tokens."""
     s = find_scenario(results, "queue")
     per_token = (number(s["extra"].get("requests_per_token")) if s else None) or 1.0
-    p, part = closest_phase(s, 1000 * per_token), is_partial(s)
+    p, part = closest_phase(s, TARGETS["queue_tokens_per_s"].value * per_token), is_partial(s)
     top = number(s["max_sustainable_per_s"]) if s else None
     return [
-        Row(
-            "Queue target (tokens/s)", 1000, per(throughput(p), per_token), fmt_rate, "target", part
-        ),
-        Row("Queue max throughput (tokens/s)", 1200, per(top, per_token), fmt_rate, "higher", part),
-        Row("Queue average latency", 50, avg_latency(p), fmt_ms, "lower", part),
-        Row("Queue success rate", 99.8, success_pct(p), fmt_success_pct, "higher", part),
+        row("queue_tokens_per_s", per(throughput(p), per_token), fmt_rate, part),
+        row("queue_max_tokens_per_s", per(top, per_token), fmt_rate, part),
+        row("queue_avg_latency_ms", avg_latency(p), fmt_ms, part),
+        row("queue_success_pct", success_pct(p), fmt_success_pct, part),
     ]
 
 
 def reservation_rows(results: Results) -> list[Row]:
     s = find_scenario(results, "reservation")
-    p, part = closest_phase(s, 500), is_partial(s)
+    p, part = closest_phase(s, TARGETS["reservation_flows_per_s"].value), is_partial(s)
     consumed = consumer_peak(results, s)
     return [
-        Row("Reservation target (flows/s)", 500, throughput(p), fmt_rate, "target", part),
-        Row("Consumer throughput (events/s)", 600, consumed, fmt_rate, "higher", part),
-        Row("Reservation average latency", 100, avg_latency(p), fmt_ms, "lower", part),
-        Row("Reservation success rate", 99.5, success_pct(p), fmt_success_pct, "higher", part),
+        row("reservation_flows_per_s", throughput(p), fmt_rate, part),
+        row("consumer_events_per_s", consumed, fmt_rate, part),
+        row("reservation_avg_latency_ms", avg_latency(p), fmt_ms, part),
+        row("reservation_success_pct", success_pct(p), fmt_success_pct, part),
     ]
 
 

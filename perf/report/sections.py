@@ -7,6 +7,7 @@ from typing import Any
 
 from perf.chaos.report import failure_section
 from perf.goals import goal_table
+from perf.reference import reference
 from perf.report.analysis import (
     TARGET_TOLERANCE,
     Row,
@@ -41,27 +42,6 @@ SATURATED_PROCESS_PCT = 90.0  # mean % of one core
 SATURATED_MACHINE_PCT = 95.0  # mean % of the whole machine busy
 LATENCY_GROWTH_FACTOR = 2.0  # p99 above this times its scenario median counts as growth
 LOOKBACK_S = 5.0  # how far before the growth to look for the busiest process
-PURPOSES = (
-    "Queue token management: how fast tokens are issued and validated with Redis.",
-    "Seat reservation and payment: how fast the event-driven Kafka pipeline processes flows.",
-    "Find the bottlenecks under load.",
-    "Assess scalability for future traffic growth.",
-)
-SYSTEMS = (
-    "Waiting room (`services/queue/`): Redis holds the line, issues and validates queue tokens "
-    "and expires them; an aiohttp API in front.",
-    "Reservation and seat confirmation (`services/reservation/`): Faust worker whose seat agent "
-    "is the only writer of seat state (seat-keyed Kafka topics): it holds, confirms on payment "
-    "and releases seats; plus the hold sweeper and the reservation HTTP API.",
-    "Payment (`services/payment/`): Faust worker charging through the gateway port and "
-    "publishing completed, failed and refunded payments.",
-    "Seat map (`services/seat_projection/`): Faust worker folding seat facts into the read "
-    "model behind the seat-map API.",
-)
-REFERENCE_HARDWARE = (
-    "two application servers with 4 cores and 8 GB RAM each, a 3-node Redis cluster and 3 Kafka "
-    "brokers (replication factor 2)"
-)
 
 
 def header(results: Results) -> list[str]:
@@ -91,7 +71,9 @@ def all_problems(results: Results) -> list[str]:
 
 
 def section_purpose() -> list[str]:
-    return ["## 1. Purpose", ""] + [f"{i}. {p}" for i, p in enumerate(PURPOSES, 1)] + [""]
+    return (
+        ["## 1. Purpose", ""] + [f"{i}. {p}" for i, p in enumerate(reference().purposes, 1)] + [""]
+    )
 
 
 def section_systems(results: Results) -> list[str]:
@@ -103,7 +85,7 @@ def section_systems(results: Results) -> list[str]:
         f"A waiting room in Redis ({redis}) in front of an event-sourced reservation, payment and "
         f"seat-confirmation pipeline on Faust over a Kafka-protocol broker ({broker}).",
         "",
-        *(f"- {line}" for line in SYSTEMS),
+        *(f"- {line}" for line in reference().systems),
         "",
     ]
 
@@ -316,7 +298,7 @@ def section_comparison(results: Results, rows: Sequence[Row]) -> list[str]:
         "come from the phase offered closest to the target, consumer throughput is the peak "
         "events/s of the reservation service during the reservation scenario.",
         "",
-        f"Hardware: the reference ran on {REFERENCE_HARDWARE}. "
+        f"Hardware: the reference ran on {reference().hardware}. "
         f"Ours ran on {our_hardware(results)}.",
         "",
         "### Hot-path goals (issue 10)",

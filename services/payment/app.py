@@ -10,19 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import faust
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from services.payment.core import UNREACHABLE, Publish, Request, decide
 from services.payment.gateway import Outcome, PaymentGateway, SimulatedGateway
 from services.payment.settings import PaymentSettings
 from shared.events import PaymentRequested, RefundPayment, SeatMessage
-from shared.faust_app import create_faust_app, decoded, raw_topic, track_group
+from shared.faust_app import create_faust_app, decoded, owns, raw_topic, track_group
 from shared.faust_web import AiohttpServer, service_app
 from shared.logs import kafka_headers
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
@@ -74,6 +72,7 @@ def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None)
         socket_timeout=infra.redis_socket_timeout_s,
         max_connections=infra.redis_max_connections,
     )
+    owns(app, redis)  # closed after the agents and the web server have stopped
     gw = gateway or SimulatedGateway(
         redis, latency_ms=settings.latency_ms, failure_rate=settings.failure_rate
     )
@@ -100,12 +99,6 @@ def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None)
     web_app = service_app(
         registry, drain_s=infra.shutdown_drain_s, openapi=OPENAPI, ready=redis.ping
     )
-
-    async def resources(web_app: web.Application) -> AsyncIterator[None]:
-        yield
-        await redis.aclose()
-
-    web_app.cleanup_ctx.append(resources)
     track_group(app, metrics)
     app.web_server(AiohttpServer(web_app, settings.host, settings.port))
     return app

@@ -14,7 +14,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from services.reservation.catalog import Catalog
-from services.reservation.context import Reservations, SeatRecords
+from services.reservation.context import Reservations, SeatRecords, now_ms
 from services.reservation.ids import ReservationIds
 from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
@@ -24,6 +24,7 @@ from shared.faust_app import (
     acked_table,
     create_faust_app,
     decoded_events,
+    owns,
     raw_topic,
     track_group,
 )
@@ -52,6 +53,7 @@ def create_app(settings: ReservationSettings) -> faust.App:
         socket_timeout=infra.redis_socket_timeout_s,
         max_connections=infra.redis_max_connections,
     )
+    owns(app, redis)  # closed after the agents and the web server have stopped
     codec = TokenCodec(settings.token_secret)
     topics = {spec.name: raw_topic(app, spec.name) for spec in BY_NAME.values()}
     table = acked_table(app, "seat_records", settings.infra)
@@ -94,7 +96,7 @@ def create_app(settings: ReservationSettings) -> faust.App:
     @app.timer(interval=settings.hold_sweep_s, on_leader=False)  # type: ignore[untyped-decorator]
     async def sweep_holds() -> None:
         try:
-            sent = await ctx.sweeper.sweep(ctx.seats, ctx.publish)
+            sent = await ctx.sweeper.sweep(ctx.seats, ctx.publish, now_ms())
         except UNAVAILABLE_ERRORS:
             return
         if sent:

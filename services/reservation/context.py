@@ -4,9 +4,10 @@ The decisions are the pure `core.step`; around it, four owned parts, each with o
 
 - `SeatRecords`: the table, one `SeatRecord` per seat (orjson bytes); each decision is one
   changelog record, so a crash keeps or loses the seat's and the reservation's halves together.
-- `Outbox`: publishes a decision's outputs once its record is durable, acks the event after
-  that, wakes long-polls and frees the user's hold slot. It batches what has queued up.
-- `HoldSweeper`: an in-memory deadline heap, rebuilt from the table only after a recovery.
+- `Outbox` (outbox.py): publishes a decision's outputs once its record is durable, acks the
+  event after that, wakes long-polls and frees the user's hold slot. It batches what has queued.
+- `HoldSweeper` (sweeper.py): an in-memory deadline heap, rebuilt from the table only after a
+  recovery.
 - `Waiters`: the long-poll registry.
 
 `Reservations.handle` is the agent's one step: read the record, `step`, write, hand to the outbox.
@@ -16,12 +17,11 @@ Nothing is awaited on Redis inside it.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,16 +41,17 @@ from services.reservation.core import (
     step,
 )
 from services.reservation.ids import ReservationIds
+from services.reservation.outbox import Ack, Handed, Outbox
 from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
-from shared.events import ExpireHold, Message, SeatHeld, SeatMessage, SeatReleased, utc_iso
+from services.reservation.sweeper import HoldSweeper
+from shared.events import Message, SeatHeld, SeatMessage, SeatReleased
 from shared.logs import kafka_headers
 from shared.stream_metrics import StreamMetrics
 from shared.topics import key_of
 from shared.waiting_room import WaitingRoom
 
 log = logging.getLogger(__name__)
-Ack = Callable[[], Any]
 
 
 def now_ms() -> int:
@@ -120,151 +121,6 @@ class Waiters:
 
     def __len__(self) -> int:
         return sum(len(w) for w in self._by_id.values())
-
-
-@dataclass
-class HoldSweeper:
-    """Sends `ExpireHold` for holds past their deadline. The heap learns each hold as it is
-    decided; after a recovery (the table changed under it) it is rebuilt from the table once."""
-
-    deadlines: list[tuple[int, str, str]] = field(default_factory=list)  # (ms, seat, hold id)
-    stale: bool = True
-
-    def track(self, e: SeatHeld) -> None:
-        heapq.heappush(self.deadlines, (e.hold_expires_at_ms, e.seat_key, e.reservation_id))
-
-    def rebuild(self, seats: SeatRecords) -> None:
-        self.deadlines = list(seats.holds())
-        heapq.heapify(self.deadlines)
-        self.stale = False
-
-    def due(self, now: int) -> list[tuple[str, str]]:
-        """(seat key, hold id) of holds past their deadline, removed from the heap."""
-        due = []
-        while self.deadlines and self.deadlines[0][0] <= now:
-            _, key, hold_id = heapq.heappop(self.deadlines)
-            due.append((key, hold_id))
-        return due
-
-    async def sweep(
-        self, seats: SeatRecords, publish: Callable[[str, Message], Awaitable[Any]]
-    ) -> int:
-        if self.stale:
-            self.rebuild(seats)
-        sent = 0
-        now = now_ms()
-        for key, hold_id in self.due(now):
-            record = seats.get(key)
-            r = record.reservations.get(hold_id)
-            if not record.seat.held_by(hold_id) or r is None:
-                continue
-            await publish(
-                "seat.hold_expiry",
-                ExpireHold(
-                    event_id=f"expire:{hold_id}",
-                    occurred_at=utc_iso(now),
-                    reservation_id=hold_id,
-                    concert_id=r.concert_id,
-                    seat_id=r.seat_id,
-                    user_id=r.user_id,
-                ),
-            )
-            sent += 1
-        return sent
-
-
-@dataclass(frozen=True, slots=True)
-class Handed:
-    """One decision handed to the outbox."""
-
-    write: Any  # the record's acknowledgement (a future), None when nothing was written
-    outputs: tuple[Output, ...]
-    reservation_id: str | None
-    closed: Reservation | None
-    done: Ack
-    headers: tuple[tuple[str, bytes], ...] = ()  # the cause's request id, on every output
-
-
-class Outbox:
-    """Publishes each decision's outputs once its seat record is durable, in decision order.
-
-    The seat agent hands a decision over and goes on at once; one task takes everything queued,
-    waits for those writes' acknowledgements, frees the closed reservations' hold slots in Redis
-    (best effort, one round trip: the slots also lapse by themselves), publishes the outputs,
-    wakes long-polls and acks the events (so their offsets may be committed). The queue is
-    bounded: a slow broker slows the agent down instead of growing memory."""
-
-    def __init__(
-        self,
-        send: Callable[[Output, list[tuple[str, bytes]]], Awaitable[Any]],
-        store: ReservationStore,
-        waiters: Waiters,
-        crash: Callable[[BaseException], Awaitable[Any]],
-        size: int = 10_000,
-        batch: int = 500,
-    ) -> None:
-        self.send = send
-        self.store = store
-        self.waiters = waiters
-        self.crash = crash
-        self.batch = batch
-        self.queue: asyncio.Queue[Handed] = asyncio.Queue(size)
-        self.task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self.run(), name="seat outbox")
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-            self.task = None
-
-    async def put(self, handed: Handed) -> None:
-        await self.queue.put(handed)
-
-    def _take(self) -> list[Handed]:
-        taken: list[Handed] = []
-        while len(taken) < self.batch and not self.queue.empty():
-            taken.append(self.queue.get_nowait())
-        return taken
-
-    async def run(self) -> None:
-        try:
-            while True:
-                batch = [await self.queue.get(), *self._take()]
-                for h in batch:
-                    if h.write is not None:
-                        await h.write
-                # Slots first: a buyer's token is completed on `seat.confirmed` only once no
-                # hold of theirs is open, so the slot must be free before that is published.
-                await self._release([h.closed for h in batch if h.closed is not None])
-                for h in batch:
-                    for o in h.outputs:
-                        await self.send(o, list(h.headers))
-                for h in batch:
-                    if h.reservation_id is not None:
-                        self.waiters.notify(h.reservation_id)
-                    h.done()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a decision that cannot be made durable: stop the worker
-            log.critical("seat records or outputs cannot be sent (%r); stopping", exc)
-            await self.crash(exc)
-
-    async def _release(self, closed: list[Reservation]) -> None:
-        """Best effort, one round trip: a slot left behind lapses at its deadline by itself."""
-        if not closed:
-            return
-        try:
-            await self.store.release_holds(
-                [(r.concert_id, r.user_id, r.reservation_id) for r in closed]
-            )
-        except Exception:  # Redis down must not stop the outbox
-            log.warning(
-                "could not free %d hold slots in Redis; they lapse by themselves", len(closed)
-            )
 
 
 class Pressure:

@@ -384,8 +384,7 @@ def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await app[HTTP].close()
-        await redis.aclose()
+        await app[HTTP].close()  # Redis is closed by the Faust app, after its agents (app.py)
 
     app.cleanup_ctx.append(resources)
     app.router.add_post("/v1/concerts", create_concert)

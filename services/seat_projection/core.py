@@ -113,7 +113,11 @@ class StatusIndex:
     by_concert: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def set(self, concert_id: str, seat: int, status: str) -> None:
-        lists = self.by_concert.setdefault(concert_id, {HELD: [], SOLD: []})
+        lists = self.by_concert.get(concert_id)
+        if lists is None:
+            if status not in (HELD, SOLD):
+                return  # an available seat of an unindexed concert: nothing to record
+            lists = self.by_concert[concert_id] = {HELD: [], SOLD: []}
         for name, numbers in lists.items():
             i = bisect.bisect_left(numbers, seat)
             present = i < len(numbers) and numbers[i] == seat

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from services.reservation.context import Handed, HoldSweeper, Outbox, Pressure, Waiters
+from services.reservation.context import Pressure, Waiters
 from services.reservation.core import HELD, Output, Reservation
+from services.reservation.outbox import Handed, Outbox
+from services.reservation.sweeper import HoldSweeper
 
 
 class Recording:
