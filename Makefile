@@ -58,8 +58,8 @@ fmt: deps ## Apply ruff's fixes and formatting
 
 bench-queue: perf-queue ## = perf-queue (the harness's queue scenario, with the aiohttp ceiling)
 
-bench-queue-workers: deps ## Queue service with 1 and 2 worker processes vs bare aiohttp (k6)
-	$(PY) -m perf.bench_queue
+bench-queue-workers: deps ## Queue per operation, 1 and 2 worker processes, vs bare aiohttp (k6)
+	$(PY) -m perf.harness queue-ops
 
 bench-reservation: perf-reservation ## = perf-reservation (with the raw aiokafka ceiling)
 

@@ -120,12 +120,11 @@ class Sampler:
         info: dict[str, Any] = {}
         with contextlib.suppress(Exception):
             info = dict(self.redis.info())
+        processes = self.processes()  # once: a load process may come or go between two calls
         return {
             "t": time.monotonic() - self.t0,
-            "cpu": {
-                name: sum(process_cpu_s(p) for p in pids) for name, pids in self.processes().items()
-            },
-            "rss": {name: sum(rss_mb(p) for p in pids) for name, pids in self.processes().items()},
+            "cpu": {name: sum(process_cpu_s(p) for p in pids) for name, pids in processes.items()},
+            "rss": {name: sum(rss_mb(p) for p in pids) for name, pids in processes.items()},
             "machine": machine_jiffies(),
             "redis": info,
             "events": {name: events_consumed(url) for name, url in self.services.items()},

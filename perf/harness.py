@@ -1,13 +1,15 @@
 """Run load-test scenarios and write the report: `python -m perf.harness [--smoke] SCENARIO...`.
 
-Scenarios: queue, reservation, spike, soak (`all` = every one). `make perf`, `make perf-queue`,
-`make perf-reservation`, `make perf-spike`, `make perf-soak` and `make perf-smoke` (about half a
-minute, small rates, in CI: it checks that a sane report comes out, not speed) run it.
+Scenarios: queue, queue-ops, reservation, spike, soak (`all` = every one). `make perf`,
+`make perf-queue`, `make bench-queue-workers` (queue-ops), `make perf-reservation`,
+`make perf-spike`, `make perf-soak` and `make perf-smoke` (a few minutes, small rates, in CI: it
+checks that a sane report comes out, not speed) run it.
 
 Starts the embedded stack (or uses REDIS_URL / KAFKA_BROKERS), samples it once a second
 (perf.collector) with a status line, runs the scenarios, and writes
-perf/reports/<UTC timestamp>/{results.json, report.md, *.png}; perf/reports/latest points at
-the newest. Everything started is stopped at the end, on Ctrl-C and on failure; a run that fails
+perf/reports/<UTC timestamp>[-<scenarios>][-smoke]/{results.json, report.md, *.png} (a run of
+only some scenarios is named by them); perf/reports/latest points at the newest run of every
+scenario. Everything started is stopped at the end, on Ctrl-C and on failure; a run that fails
 or is cut short says so in its report.
 """
 
@@ -24,22 +26,24 @@ from pathlib import Path
 from types import FrameType
 
 from infra.kafka_broker import KAFKA_VERSION
-from infra.processes import free_port
+from infra.processes import free_port, stop
 from infra.stack import ROOT, Stack
-from perf.bench_queue import k6_binary
 from perf.collector import Sampler
 from perf.goals import goal_rows
 from perf.ledger import cpu_ms_per_flow
 from perf.machine import command_version, cores, cpu_model, package_version, python_version
+from perf.report.analysis import Window, mean_per_key
+from perf.report.sections import TABLES, per_operation_table
 from perf.results import Collector, Results, Scenario
-from perf.scenarios.base import Context, Plan, dump, empty_scenario
+from perf.scenarios.base import Context, Plan, dump, empty_scenario, k6_binary
 from perf.scenarios.queue import queue_scenario
+from perf.scenarios.queue_ops import Restart, per_operation, queue_ops_scenario
 from perf.scenarios.reservation import reservation_scenario
 from perf.scenarios.soak import soak_scenario
 from perf.scenarios.spike import spike_scenario
 
 REPORTS = ROOT / "perf" / "reports"
-SCENARIOS = ("queue", "reservation", "spike", "soak")
+SCENARIOS = ("queue", "queue-ops", "reservation", "spike", "soak")
 FAUST = ("reservation", "payment", "seat_projection")
 OPEN_GATE = {
     "QUEUE_ENTRY_RATE_PER_IP": "0",
@@ -83,14 +87,13 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def restart_queue(stack: Stack, port: int, env: dict[str, str]) -> None:
+def restart_queue(stack: Stack, port: int, env: dict[str, str], workers: int = 1) -> str:
+    """The queue again, on the same port, with `env` over the stack's settings; its URL."""
     for service in [s for s in stack.services if s.name == "queue"]:
         for proc in service.procs:
-            from infra.processes import stop
-
             stop(proc)
         stack.services.remove(service)
-    stack.start_service("queue", port=port, extra_env=env)
+    return stack.start_service("queue", port=port, workers=workers, extra_env=env).url
 
 
 def soak_extra(results: Results, sc: Scenario) -> None:
@@ -113,9 +116,13 @@ def soak_extra(results: Results, sc: Scenario) -> None:
     sc["extra"]["rss_growth_mb"] = growth
 
 
-def run_scenario(name: str, ctx: Context, plan: Plan, reservation_max: float | None) -> Scenario:
+def run_scenario(
+    name: str, ctx: Context, plan: Plan, reservation_max: float | None, restart: Restart
+) -> Scenario:
     if name == "queue":
         return queue_scenario(ctx, plan)
+    if name == "queue-ops":
+        return queue_ops_scenario(ctx, plan, restart)
     if name == "reservation":
         return reservation_scenario(ctx, plan)
     if name == "spike":
@@ -126,7 +133,10 @@ def run_scenario(name: str, ctx: Context, plan: Plan, reservation_max: float | N
 def run(names: list[str], smoke: bool) -> int:
     plan = Plan.for_run(smoke)
     started = datetime.now(UTC)
-    run_id = started.strftime("%Y%m%dT%H%M%SZ") + ("-smoke" if smoke else "")
+    run_id = started.strftime("%Y%m%dT%H%M%SZ")
+    if set(names) != set(SCENARIOS):  # a run of some scenarios is named by them
+        run_id += "-" + "-".join(names)
+    run_id += "-smoke" if smoke else ""
     out = REPORTS / run_id
     out.mkdir(parents=True, exist_ok=True)
     stack = Stack(ROOT / ".run" / f"perf-{run_id}")
@@ -210,14 +220,20 @@ def run(names: list[str], smoke: bool) -> int:
                             "QUEUE_MAX_ACTIVE": str(plan.spike_admit_per_s * 10),
                         },
                     )
+
+                def restart(workers: int, env: dict[str, str]) -> str:
+                    return restart_queue(stack, ports["queue"], env, workers)
+
                 try:
-                    sc = run_scenario(name, ctx, plan, reservation_max)
+                    sc = run_scenario(name, ctx, plan, reservation_max, restart)
                 except Exception as exc:  # the scenario is reported as failed; the run goes on
                     sc = empty_scenario(name, "requests", "n/a")
                     sc["problems"].append(f"{type(exc).__name__}: {exc}")
                     traceback.print_exc()
-                if name == "spike":
+                if name in ("spike", "queue-ops"):
                     restart_queue(stack, ports["queue"], OPEN_GATE)
+                if name == "queue-ops":
+                    add_per_operation(sc, sampler.data)
                 if name == "reservation":
                     reservation_max = sc["max_sustainable_per_s"]
                     add_cpu_per_flow(sc, sampler.data)
@@ -259,6 +275,17 @@ def add_cpu_per_flow(sc: Scenario, collector: Collector) -> None:
         )
 
 
+def add_per_operation(sc: Scenario, collector: Collector) -> None:
+    """The queue-ops table, with each saturation phase's CPU per process from the collector."""
+    windows = {
+        p["name"]: Window(p["started_t"], p["started_t"] + p["duration_s"]) for p in sc["phases"]
+    }
+    cpu = {
+        name: mean_per_key(collector["t"], collector["cpu_pct"], w) for name, w in windows.items()
+    }
+    sc["extra"]["per_operation"] = per_operation(sc, cpu)
+
+
 def print_summary(results: Results) -> None:
     """The headline figures on the terminal (the report has everything)."""
     for sc in results["scenarios"]:
@@ -274,8 +301,11 @@ def print_summary(results: Results) -> None:
         if sc["max_sustainable_per_s"] is not None:
             print(f"  max sustainable {sc['max_sustainable_per_s']:.1f}/s ({sc['criterion']})")
         for key, value in sc["extra"].items():
-            if not key.endswith("_samples_s"):
+            if not key.endswith("_samples_s") and key not in TABLES:
                 print(f"  {key}: {value}")
+        print(
+            "\n".join(f"  {line}" for line in per_operation_table(sc["extra"].get("per_operation")))
+        )
     events = results["collector"]["events_consumed_per_s"]
     for name, values in events.items():
         if values:
@@ -290,10 +320,12 @@ def write_report(results: Results, out: Path) -> None:
     from perf.report import build_report, latest_chaos
 
     report = build_report(results, out, latest_chaos())
-    latest = REPORTS / ("latest-smoke" if results["smoke"] else "latest")
-    if latest.is_symlink() or latest.exists():
-        latest.unlink()
-    latest.symlink_to(out.name)
+    ran = results["config"]["scenarios"]
+    if isinstance(ran, list) and set(ran) == set(SCENARIOS):  # latest: a run of every one
+        latest = REPORTS / ("latest-smoke" if results["smoke"] else "latest")
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(out.name)
     state = "complete" if results["complete"] else "INCOMPLETE: " + "; ".join(results["problems"])
     print(f"report   {report.relative_to(ROOT)} ({state})", flush=True)
 

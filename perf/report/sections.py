@@ -190,10 +190,44 @@ def scenario_results(s: Scenario, c: Collector, plots: Mapping[str, str], i: int
     lines += table(header_row, [phase_row(p) for p in s["phases"]]) if s["phases"] else []
     lines += ["", f"- Max sustained throughput: {sustainable(s)}"]
     lines += redis_lines(c, window) + consumer_lines(c, window)
-    extras = [f"  - {k}: {fmt_value(v, unit_of(k))}" for k, v in s["extra"].items()]
+    extras = [
+        f"  - {k}: {fmt_value(v, unit_of(k))}" for k, v in s["extra"].items() if k not in TABLES
+    ]
     lines += (["- Facts:", *extras] if extras else []) + [""]
+    lines += per_operation_table(s["extra"].get("per_operation"))
     lines += image(plots, f"throughput:{i}", f"{s['name']} throughput and p99")
     return lines + image(plots, f"waits:{i}", f"{s['name']} queue wait distribution")
+
+
+TABLES = (
+    "per_operation",
+    "dropped_iterations",
+)  # extras shown as a table of their own, not as a fact line
+
+
+def per_operation_table(rows: object) -> list[str]:
+    """queue-ops: saturation throughput and p99, fixed-rate p99, CPU and efficiency per op."""
+    if not isinstance(rows, list) or not rows:
+        return []
+    head = ["workers", "op", "req/s (saturation)", "p99", "p99 at fixed rate", "dropped", "errors"]
+    head += ["vs bare aiohttp", "CPU % of one core", "service req per CPU-s"]
+    body = [
+        [
+            fmt_plain(r.get("workers")),
+            str(r.get("op")),
+            fmt_rate(r.get("req_per_s")),
+            fmt_ms(r.get("p99_ms")),
+            fmt_ms(r.get("p99_ms_fixed")),
+            fmt_plain(r.get("dropped_fixed")),
+            fmt_plain(r.get("errors")),
+            fmt_plain(r.get("over_hello")),
+            fmt_value(r.get("cpu_pct", {})),
+            fmt_plain(r.get("req_per_cpu_s")),
+        ]
+        for r in rows
+        if isinstance(r, dict)
+    ]
+    return [*table(head, body), ""]
 
 
 def section_results(results: Results, plots: Mapping[str, str]) -> list[str]:

