@@ -17,7 +17,7 @@ from typing import Any
 
 from perf.k6_summary import parse_summary
 from perf.results import Phase, Scenario
-from perf.samples import phase
+from perf.samples import Sample, phase, series
 from perf.scenarios.base import QUEUE_CRITERION, Context, Plan, empty_scenario, run_k6
 from perf.scenarios.queue import on_sale, serve_hello
 
@@ -41,17 +41,26 @@ def queue_ops_scenario(ctx: Context, plan: Plan, restart: Restart) -> Scenario:
     p99, errors = QUEUE_CRITERION
     sc = empty_scenario("queue-ops", "requests", f"p99 <= {p99:.0f} ms and errors <= {errors:.1%}")
     dropped: dict[str, int] = {}
+    everything: list[Sample] = []
     for workers in plan.ops_workers:
         with serve_hello(ctx, workers) as url:
             for mode in MODES:
                 name = phase_name(workers, "hello", mode)
-                sc["phases"].append(ops_phase(ctx, plan, name, url, "hello", mode, dropped))
+                sc["phases"].append(
+                    ops_phase(ctx, plan, name, url, "hello", mode, dropped, everything)
+                )
         for ops, settings in SETTINGS:
             url = restart(workers, settings)
             for op in ops:
                 for mode in MODES:
                     name = phase_name(workers, op, mode)
-                    sc["phases"].append(ops_phase(ctx, plan, name, url, op, mode, dropped))
+                    sc["phases"].append(
+                        ops_phase(ctx, plan, name, url, op, mode, dropped, everything)
+                    )
+    if sc["phases"]:
+        last = sc["phases"][-1]
+        first = sc["phases"][0]["started_t"]
+        sc["timeseries"] = series(everything, first, last["started_t"] + last["duration_s"])
     sc["extra"] = {
         "workers": list(plan.ops_workers),
         "saturation_vus": plan.ops_vus,
@@ -71,7 +80,9 @@ def ops_phase(
     op: str,
     mode: str,
     dropped: dict[str, int],
+    everything: list[Sample],
 ) -> Phase:
+    """One k6 phase; its k6-dropped iterations go to `dropped`, its samples to `everything`."""
     env = {
         "BASE_URL": url,
         "OP": op,
@@ -88,6 +99,7 @@ def ops_phase(
     samples = run_k6(ctx, file_name, env, plan.ops_seconds + plan.ops_warmup_s + SETUP_ALLOWANCE_S)
     summary = json.loads((ctx.workdir / "k6" / f"{file_name}.json").read_text())
     dropped[name] = parse_summary(summary).dropped_iterations
+    everything += samples
     start = min((s.t for s in samples), default=ctx.now())
     offered = float(plan.ops_rate) if mode == "fixed" else None
     kind = "fixed" if mode == "fixed" else "saturate"
