@@ -49,6 +49,7 @@ OPEN_GATE = {
     "QUEUE_ENTRY_RATE_PER_IP": "0",
     "QUEUE_ENTRY_RATE_PER_USER": "0",
     "QUEUE_ADMIT_PER_S": "100000",
+    "QUEUE_ADMIT_CONTROL": "fixed",
     "QUEUE_MAX_ACTIVE": "10000000",
     "QUEUE_ACTIVE_TTL_S": "3600",
     "QUEUE_WAIT_HEARTBEAT_S": "600",
@@ -217,6 +218,8 @@ def run(names: list[str], smoke: bool) -> int:
                             "QUEUE_ACTIVE_TTL_S": "30",  # the default: abandoned slots come back
                             "QUEUE_WAIT_HEARTBEAT_S": "60",
                             "QUEUE_ADMIT_PER_S": str(plan.spike_admit_per_s),
+                            # The gate is governed: admission follows the pipeline's health.
+                            "QUEUE_ADMIT_CONTROL": "pipeline",
                             "QUEUE_MAX_ACTIVE": str(plan.spike_admit_per_s * 10),
                         },
                     )

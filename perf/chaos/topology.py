@@ -35,6 +35,7 @@ BASE_ENV = {
     "QUEUE_ENTRY_RATE_PER_IP": "0",
     "QUEUE_ENTRY_RATE_PER_USER": "0",
     "QUEUE_ADMIT_PER_S": "100000",
+    "QUEUE_ADMIT_CONTROL": "fixed",  # faults are measured on an open gate
     "QUEUE_MAX_ACTIVE": "1000000",
     "QUEUE_ADMISSION_INTERVAL_MS": "20",
     "SEAT_HOLD_S": str(HOLD_S),

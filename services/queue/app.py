@@ -48,6 +48,7 @@ from shared.identity import IdentityVerifier
 from shared.ids import ID_RULE, is_valid_id
 from shared.logs import request_id_middleware
 from shared.metrics import HttpMetrics
+from shared.pipeline_health import HealthReader
 from shared.redis_client import create_redis, load_scripts
 from shared.serving import DRAIN, Drain
 from shared.tokens import TOKEN_ACTIVE, TOKEN_WAITING, TokenClaims, TokenCodec
@@ -216,13 +217,18 @@ async def concert_stats(request: web.Request) -> web.Response:
         raise MethodNotAllowed("use POST to enter the queue", allow="POST")
     if not is_valid_id(concert_id):
         raise InvalidRequest(f"concert_id must be {ID_RULE}", field="concert_id")
-    waiting, active, rate = await q.store.stats(concert_id)
+    st = await q.store.stats(concert_id)
+    fixed = q.settings.admit_control == "fixed"
+    target = q.settings.admit_per_s if fixed or st.target_rate is None else st.target_rate
     return json_response(
         {
             "concert_id": concert_id,
-            "waiting": waiting,
-            "active": active,
-            "admitted_per_s": round(rate, 3),
+            "waiting": st.waiting,
+            "active": st.active,
+            "admitted_per_s": round(st.measured_rate, 3),
+            "admit_control": q.settings.admit_control,
+            "admit_per_s_target": round(target, 3),
+            "admit_reason": "fixed" if fixed else (st.reason or "starting"),
             "admit_per_s_limit": q.settings.admit_per_s,
             "max_active": q.settings.max_active,
         }
@@ -279,7 +285,7 @@ def create_app(settings: QueueSettings) -> web.Application:
                 active_ttl_s=settings.tokens.active_ttl_s,
                 heartbeat_s=settings.tokens.wait_heartbeat_s,
             ),
-            admission=Admission(store, settings, metrics),
+            admission=Admission(store, settings, metrics, HealthReader(redis)),
             metrics=metrics,
             per_user=RateLimiter(settings.entry_rate_per_user),
             per_ip=RateLimiter(settings.entry_rate_per_ip),

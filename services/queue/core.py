@@ -88,3 +88,98 @@ class RateLimiter:
         if len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return wait
+
+
+def burst_for(rate_per_s: float) -> int:
+    """Token-bucket depth: a tenth of a second of admissions, at least one; 0 = gate closed."""
+    return max(1, int(rate_per_s / 10)) if rate_per_s > 0 else 0
+
+
+# --- Admission control: the admit rate follows what the pipeline behind the queue can take.
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What the pipeline says about itself (the freshest report of each worker, combined): how
+    long events wait before they are handled (the worst worker's delay, in ms) and how many
+    reservation requests it refused with 503 in its last report period. None: nobody reported."""
+
+    delay_ms: float
+    refused: int
+
+
+@dataclass(frozen=True, slots=True)
+class ControlLaw:
+    """AIMD with a dead band and a cooldown.
+
+    - healthy (delay under `low_ms`, nothing refused): add `step_per_s` per second, up to the
+      ceiling (QUEUE_ADMIT_PER_S);
+    - in the band between `low_ms` and `high_ms`: hold, so a rate that fits is kept;
+    - behind (delay over `high_ms`) or refusing: multiply by `backoff`, at most once per
+      `cooldown_ms` (the pipeline needs that long to show the effect of a cut), never under the
+      floor, so the line always moves;
+    - silent (no worker reported): treated as behind, since fans admitted into a pipeline that
+      cannot be seen working would only see their tokens expire.
+    """
+
+    floor: float
+    ceiling: float
+    low_ms: float = 250.0
+    high_ms: float = 500.0
+    step_per_s: float = 0.0  # 0: a twentieth of the ceiling per second
+    backoff: float = 0.7
+    cooldown_ms: int = 2000
+
+    @property
+    def step(self) -> float:
+        return self.step_per_s or max(1.0, self.ceiling / 20)
+
+
+@dataclass(frozen=True, slots=True)
+class Controlled:
+    rate: float
+    reason: str  # healthy | holding | behind | refusing | silent
+    decreased_at_ms: int
+
+
+def next_rate(
+    law: ControlLaw,
+    rate: float,
+    health: Health | None,
+    *,
+    elapsed_ms: int,
+    now_ms: int,
+    decreased_at_ms: int,
+) -> Controlled:
+    """The admit rate for the next control period, from the current one and the pipeline's
+    health; always within [floor, ceiling]."""
+    floor, ceiling = min(law.floor, law.ceiling), law.ceiling
+    rate = min(ceiling, max(floor, rate))
+    if health is None:
+        trouble = "silent"
+    elif health.refused > 0:
+        trouble = "refusing"
+    elif health.delay_ms > law.high_ms:
+        trouble = "behind"
+    else:
+        trouble = ""
+    if trouble:
+        if now_ms - decreased_at_ms < law.cooldown_ms:
+            return Controlled(rate, trouble, decreased_at_ms)  # the last cut is still landing
+        return Controlled(max(floor, rate * law.backoff), trouble, now_ms)
+    assert health is not None
+    if health.delay_ms > law.low_ms:
+        return Controlled(rate, "holding", decreased_at_ms)
+    grown = min(ceiling, rate + law.step * max(0, elapsed_ms) / 1000)
+    return Controlled(grown, "healthy", decreased_at_ms)
+
+
+def combined_health(
+    reports: list[tuple[float, int, int]], now_ms: int, max_age_ms: int
+) -> Health | None:
+    """The pipeline's health from its workers' reports (delay ms, refused, reported at ms):
+    the worst delay and all refusals of the reports fresher than `max_age_ms`; None if none is."""
+    fresh = [(d, r) for d, r, at in reports if now_ms - at <= max_age_ms]
+    if not fresh:
+        return None
+    return Health(max(d for d, _ in fresh), sum(r for _, r in fresh))

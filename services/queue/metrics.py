@@ -64,3 +64,22 @@ class QueueMetrics:
             ["concert_id"],
             registry=registry,
         )
+        self.admit_target = Gauge(
+            "queue_admit_rate_target",
+            "Admissions per second the controller chose (QUEUE_ADMIT_CONTROL=pipeline)",
+            ["concert_id"],
+            registry=registry,
+        )
+        self.admit_reason = Gauge(
+            "queue_admit_control_reason",
+            "1 for the reason of the controller's last decision: healthy, holding, behind, "
+            "refusing or silent",
+            ["concert_id", "reason"],
+            registry=registry,
+        )
+        self.pipeline_delay = Gauge(
+            "queue_pipeline_delay_ms",
+            "The pipeline's worst reported event delay, as the admission controller read it "
+            "(-1: no fresh report)",
+            registry=registry,
+        )

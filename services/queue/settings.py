@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.queue.core import ControlLaw, burst_for
 from shared.identity import IdentitySettings
 from shared.settings import Env, InfraSettings, TokenTimes, listener, token_secret
 
@@ -17,6 +18,9 @@ class QueueSettings:
     token_secret: bytes
     identity: IdentitySettings
     admit_per_s: float
+    admit_control: str  # "pipeline": the rate follows the pipeline's health; "fixed"
+    admit_floor_per_s: float
+    control_delay_ms: float
     max_active: int
     tokens: TokenTimes
     admission_interval_s: float
@@ -29,9 +33,20 @@ class QueueSettings:
     wait_timeout_ms: int
 
     @property
+    def control_law(self) -> ControlLaw:
+        """Between the floor and QUEUE_ADMIT_PER_S; behind above QUEUE_CONTROL_DELAY_MS of event
+        delay, healthy under half of it."""
+        return ControlLaw(
+            floor=min(self.admit_floor_per_s, self.admit_per_s),
+            ceiling=self.admit_per_s,
+            low_ms=self.control_delay_ms / 2,
+            high_ms=self.control_delay_ms,
+        )
+
+    @property
     def admit_burst(self) -> int:
         """Token-bucket depth: a tenth of a second of admissions, at least one; 0 = gate closed."""
-        return max(1, int(self.admit_per_s / 10)) if self.admit_per_s > 0 else 0
+        return burst_for(self.admit_per_s)
 
     @classmethod
     def from_env(cls, e: Env | None = None) -> QueueSettings:
@@ -46,6 +61,11 @@ class QueueSettings:
             token_secret=token_secret(e, infra.env),
             identity=IdentitySettings.from_env(e),
             admit_per_s=e.number("QUEUE_ADMIT_PER_S", 200.0, minimum=0.0),
+            admit_control=e.choice("QUEUE_ADMIT_CONTROL", "pipeline", ("pipeline", "fixed")),
+            admit_floor_per_s=e.number("QUEUE_ADMIT_FLOOR_PER_S", 10.0, minimum=0.1),
+            control_delay_ms=e.number(
+                "QUEUE_CONTROL_DELAY_MS", 500.0, minimum=10.0, maximum=60_000.0
+            ),
             max_active=e.integer("QUEUE_MAX_ACTIVE", 2000, minimum=0),
             tokens=TokenTimes.from_env(e),
             admission_interval_s=e.number(

@@ -28,6 +28,8 @@ COMPLETE_IF_SETTLED_LUA = (
     ALLOW_OOM + LUA_PRELUDE + COMPLETE_FN + read_lua(__file__, "complete_if_settled")
 )
 STATS_LUA = LUA_PRELUDE + read_lua(__file__, "stats")
+CONTROL_READ_LUA = LUA_PRELUDE + read_lua(__file__, "control_read")
+CONTROL_WRITE_LUA = ALLOW_OOM + LUA_PRELUDE + read_lua(__file__, "control_write")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,26 @@ class Promoted:
         return self.admitted < 0
 
 
+@dataclass(frozen=True, slots=True)
+class ControlState:
+    """The admission controller's last decision for a concert (rate None: none yet)."""
+
+    rate: float | None
+    decided_at_ms: int
+    decreased_at_ms: int
+    reason: str
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    waiting: int
+    active: int
+    measured_rate: float
+    target_rate: float | None  # the controller's, None when it has not decided
+    reason: str
+
+
 class QueueStore:
     """`wait_replicas` > 0 (QUEUE_WAIT_REPLICAS): an entry is answered only once that many
     replicas have it (Redis WAIT, standalone or Sentinel), so a failover cannot lose a place that
@@ -79,7 +101,17 @@ class QueueStore:
         self._complete: Any = redis.register_script(COMPLETE_LUA)
         self._settled: Any = redis.register_script(COMPLETE_IF_SETTLED_LUA)
         self._stats: Any = redis.register_script(STATS_LUA)
-        self.scripts = [self._enter, self._promote, self._complete, self._settled, self._stats]
+        self._control_read: Any = redis.register_script(CONTROL_READ_LUA)
+        self._control_write: Any = redis.register_script(CONTROL_WRITE_LUA)
+        self.scripts = [
+            self._enter,
+            self._promote,
+            self._complete,
+            self._settled,
+            self._stats,
+            self._control_read,
+            self._control_write,
+        ]
         self.latency = Histogram(
             "redis_call_duration_seconds",
             "Redis call latency by operation",
@@ -181,11 +213,24 @@ class QueueStore:
         finally:
             self.latency.labels("complete_settled").observe(time.perf_counter() - start)
 
-    async def stats(self, concert_id: str) -> tuple[int, int, float]:
+    async def stats(self, concert_id: str) -> Stats:
         r = await self._call("stats", self._stats, concert_id, [], catalog=True)
         if int(r[0]) < 0:
             raise NotFound(f"no concert {concert_id!r} is on sale", field="concert_id")
-        return int(r[0]), int(r[1]), float(r[2])
+        return Stats(int(r[0]), int(r[1]), float(r[2]), float(r[3]) if r[3] else None, str(r[4]))
+
+    async def control_state(self, concert_id: str) -> ControlState:
+        r = await self._call("control_read", self._control_read, concert_id, [])
+        return ControlState(
+            float(r[0]) if r[0] else None, int(r[1]), int(r[2]), str(r[3]), int(r[4])
+        )
+
+    async def decide_rate(
+        self, concert_id: str, expected_at_ms: int, rate: float, decreased_at_ms: int, reason: str
+    ) -> bool:
+        """Store a control decision unless another instance decided since `expected_at_ms`."""
+        args = [expected_at_ms, repr(rate), decreased_at_ms, reason]
+        return bool(await self._call("control_write", self._control_write, concert_id, args))
 
     async def register_concert(self, concert_id: str) -> None:
         await self._plain("sadd", CONCERTS_KEY, concert_id)

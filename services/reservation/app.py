@@ -7,7 +7,9 @@ co-partitioned by seat, so each seat's messages reach one agent in order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections import deque
 from typing import Any
 
 import faust
@@ -29,6 +31,7 @@ from shared.faust_app import (
     track_group,
 )
 from shared.faust_web import AiohttpServer
+from shared.pipeline_health import REFUSALS_WINDOW, REPORT_EVERY_S, HealthReporter
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
 from shared.stream_metrics import StreamMetrics
 from shared.tokens import TokenCodec
@@ -101,6 +104,18 @@ def create_app(settings: ReservationSettings) -> faust.App:
             return
         if sent:
             ctx.metrics.decisions.labels("ExpireHold:sent").inc(sent)
+
+    reporter = HealthReporter(redis, f"reservation:{infra.faust_worker_id}")
+    refusals: deque[int] = deque(maxlen=REFUSALS_WINDOW)
+
+    @app.timer(interval=REPORT_EVERY_S, on_leader=False)  # type: ignore[untyped-decorator]
+    async def report_health() -> None:
+        """Tell the waiting room how far behind the seat agent is and how many requests it
+        refused over the last few reports (so a reader once a second cannot miss them)."""
+        refusals.append(ctx.pressure.take_refused())
+        # Redis away: the queue reads silence and slows admission, as it should.
+        with contextlib.suppress(*UNAVAILABLE_ERRORS):
+            await reporter.report(ctx.pressure.delay_ms, sum(refusals))
 
     @table.on_recover  # type: ignore[untyped-decorator]
     async def on_recovered() -> None:

@@ -145,6 +145,7 @@ class Pressure:
         self._delay_ms = 0.0
         self._seen_at = 0.0
         self.in_flight = 0
+        self.refused = 0  # since the last health report (take_refused)
 
     def observe(self, produced_at_s: float | None) -> None:
         if produced_at_s:
@@ -161,7 +162,13 @@ class Pressure:
         return self._delay_ms if time.time() - self._seen_at < self.fresh_s else 0.0
 
     def refusal(self, delay_bound_ms: float, max_in_flight: int) -> str | None:
-        """Why a new request should be refused now, or None to take it."""
+        """Why a new request should be refused now (counted), or None to take it."""
+        reason = self._refusal(delay_bound_ms, max_in_flight)
+        if reason:
+            self.refused += 1
+        return reason
+
+    def _refusal(self, delay_bound_ms: float, max_in_flight: int) -> str | None:
         if self.in_flight >= max_in_flight:
             return f"{self.in_flight} reservation requests in flight"
         delay = self.delay_ms
@@ -170,6 +177,11 @@ class Pressure:
             if self.rng.random() < share:
                 return f"seat decisions lag {delay:.0f} ms behind"
         return None
+
+    def take_refused(self) -> int:
+        """Refusals since the last call (the health report's)."""
+        refused, self.refused = self.refused, 0
+        return refused
 
     @contextmanager
     def request(self) -> Iterator[None]:

@@ -623,6 +623,7 @@ class TestLoadShedding:
         # A 1 ms bound: every decision lags more than that, so the worker counts as saturated
         # for as long as it keeps deciding, and as caught up once it has not for a second.
         env = {"RESERVATION_SHED_DELAY_MS": "1", "MAX_HOLDS_PER_USER": "1"}
+        env["QUEUE_ADMIT_CONTROL"] = "pipeline"  # the queue's admission hears of the refusal
         async with pipeline(tmp_path, redis_url, kafka_brokers, **env) as p:
             concert = await p.create_concert(seats=10)
             (a, token_a), (b, token_b) = await buyers(p, concert, 2)
@@ -638,6 +639,12 @@ class TestLoadShedding:
                 assert body["error"]["code"] == "overloaded"
                 assert int(refused.headers["Retry-After"]) >= 1
 
+            async def admission_cut_for_the_refusal() -> bool:
+                async with p.http.get(p.url("queue", f"/v1/queue/{concert}")) as r:
+                    return (await r.json())["admit_reason"] == "refusing"
+
+            # The worker's health report names the refusal; the queue's controller cuts the rate.
+            await eventually(admission_cut_for_the_refusal, within=5)
             await asyncio.sleep(1.2)  # nothing decided since: the lag reading has lapsed
             # The refused request took nothing: with one hold slot per user, b still gets one.
             rid = await reserve_ok(p, token_b, concert, "2", b)

@@ -159,6 +159,7 @@ async def pipeline(
             "QUEUE_ENTRY_RATE_PER_IP": "0",
             "QUEUE_ENTRY_RATE_PER_USER": "0",
             "QUEUE_ADMIT_PER_S": "100000",
+            "QUEUE_ADMIT_CONTROL": "fixed",  # the rule tests admit at once; control: its own tests
             "QUEUE_MAX_ACTIVE": "1000000",
             "QUEUE_ADMISSION_INTERVAL_MS": "20",
             "HOLD_SWEEP_S": "0.1",

@@ -56,6 +56,9 @@ def settings(redis_url: str, **env: str) -> QueueSettings:
         "QUEUE_ENTRY_RATE_PER_USER": "0",
         "QUEUE_ADMISSION_INTERVAL_MS": "20",
         "REDIS_SOCKET_TIMEOUT_S": "0.5",
+        # No pipeline stands behind these queues: admit at QUEUE_ADMIT_PER_S (the controller
+        # has tests of its own, test_admission_control*.py).
+        "QUEUE_ADMIT_CONTROL": "fixed",
     }
     return QueueSettings.from_env(Env({**base, **env}))
 

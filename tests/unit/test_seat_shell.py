@@ -162,6 +162,14 @@ class TestPressure:
         p.observe(time.time() - 0.6)
         assert all(p.refusal(500, 100) for _ in range(100))
 
+    def test_counts_its_refusals_for_the_health_report_and_starts_over_once_taken(self) -> None:
+        p = Pressure(weight=1.0, rng=random.Random(1))
+        p.observe(time.time() - 0.6)  # past the bound: every request is refused
+        for _ in range(3):
+            assert p.refusal(500, 100)
+        assert p.take_refused() == 3
+        assert p.take_refused() == 0
+
     def test_forgets_a_delay_once_nothing_has_been_decided_for_a_while(self) -> None:
         p = Pressure(weight=1.0, fresh_s=0.05)
         p.observe(time.time() - 5)
