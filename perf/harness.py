@@ -33,7 +33,7 @@ from perf.goals import goal_rows
 from perf.ledger import cpu_ms_per_flow
 from perf.machine import command_version, cores, cpu_model, package_version, python_version
 from perf.report.analysis import Window, mean_per_key
-from perf.report.sections import TABLES, per_operation_table
+from perf.report.sections import NOT_FACTS, per_operation_table
 from perf.results import Collector, Results, Scenario
 from perf.scenarios.base import Context, Plan, dump, empty_scenario, k6_binary
 from perf.scenarios.queue import queue_scenario
@@ -304,7 +304,7 @@ def print_summary(results: Results) -> None:
         if sc["max_sustainable_per_s"] is not None:
             print(f"  max sustainable {sc['max_sustainable_per_s']:.1f}/s ({sc['criterion']})")
         for key, value in sc["extra"].items():
-            if not key.endswith("_samples_s") and key not in TABLES:
+            if not key.endswith("_samples_s") and key not in NOT_FACTS:
                 print(f"  {key}: {value}")
         print(
             "\n".join(f"  {line}" for line in per_operation_table(sc["extra"].get("per_operation")))

@@ -95,6 +95,12 @@ class HoldExpired(DomainError):
     code = "hold_expired"
 
 
+class SoldOut(DomainError):
+    """Every seat of the concert is sold: nobody enters its queue any more (final)."""
+
+    code = "sold_out"
+
+
 # --- the system cannot serve now: retried later ------------------------------------------------
 
 

@@ -138,6 +138,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "conflict": (409, "the resource exists with other values"),
     "token_expired": (410, "the queue token ended; `reason` says how (expired, dropped, ...)"),
     "hold_expired": (410, "the seat's hold ended before the payment"),
+    "sold_out": (410, "every seat of the concert is sold; the queue is closed for good"),
     "payload_too_large": (413, "the body is larger than 16 KiB"),
     "request_too_long": (414, "the request line or headers are too long"),
     "rate_limited": (429, "too many entries from this user or address; see `Retry-After`"),

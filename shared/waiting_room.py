@@ -11,7 +11,9 @@ key                         type    content
 ``q:{c}:wait``              zset    waiting user -> ticket (admission pops the lowest)
 ``q:{c}:hb``                zset    waiting user -> last heartbeat ms (finds abandoned waiters)
 ``q:{c}:active``            zset    active user -> deadline ms (finds expired tokens)
-``q:{c}:gate``              hash    admission state: token bucket, rate EWMA, frontier
+``q:{c}:gate``              hash    admission state: token bucket, rate EWMA, frontier, seats
+                                    held and sold, sale state, the controller's rate
+``q:{c}:seats``             hash    seat -> ``status:version`` (a/h/s), from the seat facts
 ``q:concerts``              set     concerts with a queue (not tagged: read by admission loops)
 ==========================  ======  ==========================================================
 
@@ -63,6 +65,11 @@ def queue_keys(concert_id: str) -> list[str]:
     """KEYS for every waiting-room script, always in this order."""
     p = f"q:{{{concert_id}}}:"
     return [p + "seq", p + "users", p + "wait", p + "hb", p + "active", p + "gate"]
+
+
+def seats_key(concert_id: str) -> str:
+    """The queue's view of the concert's seats (services/queue/seat_facts.py keeps it)."""
+    return f"q:{{{concert_id}}}:seats"
 
 
 # The first line of the scripts that keep working at Redis's memory limit (policy noeviction):

@@ -17,9 +17,11 @@ from matplotlib.figure import Figure
 
 from perf.report.analysis import Window, window_of
 from perf.report.formatting import number, slug
-from perf.results import Results, Scenario
+from perf.results import Collector, Results, Scenario
 
 WAIT_SAMPLES_KEY = "queue_wait_samples_s"
+ADMISSION_KEY = "admission_samples"  # the spike's admit rate over time (perf/scenarios/spike.py)
+FLOW_P99_KEY = "flow_p99_samples"
 
 
 def gap_if_missing(x: object) -> float:
@@ -100,6 +102,32 @@ def plot_waits(path: Path, scenario: Scenario) -> bool:
     return True
 
 
+def plot_control(path: Path, scenario: Scenario, collector: Collector) -> bool:
+    """The governed gate over time, one figure: the admit rate the controller chose and the
+    rate measured, the reservation consumer lag (from the collector), and the flow p99 of each
+    second (flows that finished in it)."""
+    adm, fp = scenario["extra"].get(ADMISSION_KEY), scenario["extra"].get(FLOW_P99_KEY)
+    if not isinstance(adm, Mapping) or not isinstance(fp, Mapping) or not adm.get("t"):
+        return False
+    fig, (rate, lag, p99) = plt.subplots(3, 1, figsize=(9, 7), sharex=True, layout="constrained")
+    rate.plot(*aligned(adm["t"], adm["target"]), label="admit rate chosen", color="tab:blue")
+    rate.plot(*aligned(adm["t"], adm["measured"]), label="admitted (measured)", color="tab:cyan")
+    rate.set(ylabel="fans/s", title=f"{scenario['name']}: admission, lag and flow p99")
+    rate.legend(fontsize=7, loc="upper right")
+    reservation = [v for k, v in collector["consumer_lag"].items() if k.startswith("reservation/")]
+    total = [sum(values) for values in zip(*reservation, strict=False)] if reservation else []
+    lag.plot(*aligned(collector["t"], total), color="tab:orange")
+    lag.set(ylabel="reservation lag (msgs)")
+    p99.plot(*aligned(fp.get("t", []), fp.get("p99_ms", [])), color="tab:red")
+    p99.axhline(1000, color="grey", linestyle="--", linewidth=0.8)
+    p99.set(ylabel="flow p99 (ms)", xlabel="run time (s)")
+    window = window_of(scenario)
+    if window is not None:
+        p99.set_xlim(window.start, window.end)
+    save(fig, path)
+    return True
+
+
 Draw = Callable[[Path], bool]
 
 
@@ -121,6 +149,8 @@ def make_plots(results: Results, out_dir: Path) -> dict[str, str]:
         name = f"{i}-{slug(s['name'])}"
         jobs[f"throughput:{i}"] = (f"throughput-{name}.png", partial(plot_throughput, scenario=s))
         jobs[f"waits:{i}"] = (f"queue-wait-{name}.png", partial(plot_waits, scenario=s))
+        control = partial(plot_control, scenario=s, collector=c)
+        jobs[f"control:{i}"] = (f"control-{name}.png", control)
     return {key: file for key, (file, draw) in jobs.items() if draw(out_dir / file)}
 
 

@@ -191,18 +191,17 @@ def scenario_results(s: Scenario, c: Collector, plots: Mapping[str, str], i: int
     lines += ["", f"- Max sustained throughput: {sustainable(s)}"]
     lines += redis_lines(c, window) + consumer_lines(c, window)
     extras = [
-        f"  - {k}: {fmt_value(v, unit_of(k))}" for k, v in s["extra"].items() if k not in TABLES
+        f"  - {k}: {fmt_value(v, unit_of(k))}" for k, v in s["extra"].items() if k not in NOT_FACTS
     ]
     lines += (["- Facts:", *extras] if extras else []) + [""]
     lines += per_operation_table(s["extra"].get("per_operation"))
     lines += image(plots, f"throughput:{i}", f"{s['name']} throughput and p99")
-    return lines + image(plots, f"waits:{i}", f"{s['name']} queue wait distribution")
+    lines += image(plots, f"waits:{i}", f"{s['name']} queue wait distribution")
+    return lines + image(plots, f"control:{i}", f"{s['name']} admit rate, lag and flow p99")
 
 
-TABLES = (
-    "per_operation",
-    "dropped_iterations",
-)  # extras shown as a table of their own, not as a fact line
+# Extras shown as a table or a plot of their own, not as fact lines.
+NOT_FACTS = ("per_operation", "dropped_iterations", "admission_samples", "flow_p99_samples")
 
 
 def per_operation_table(rows: object) -> list[str]:

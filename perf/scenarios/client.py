@@ -17,8 +17,11 @@ from shared.identity import mint
 class Flows:
     """Reserve -> held -> pay -> confirmed, one user and one seat per flow."""
 
-    def __init__(self, ctx: Context, http: aiohttp.ClientSession, concert: str) -> None:
+    def __init__(
+        self, ctx: Context, http: aiohttp.ClientSession, concert: str, patience: int = 5
+    ) -> None:
         self.ctx = ctx
+        self.patience = patience  # 503s waited out per request before it counts as failed
         self.http = http
         self.concert = concert
         self.samples: list[Sample] = []
@@ -34,9 +37,9 @@ class Flows:
         self, method: str, url: str, *, tries: list[float] | None = None, **kw: Any
     ) -> tuple[int, Any]:
         """One request; a 503 is retried after its Retry-After, as a well-behaved client does
-        (up to 5 times), so backpressure shows up as latency rather than as a lost fan. `tries`
-        gets the start time of every attempt."""
-        for _ in range(5):
+        (up to `patience` times), so backpressure shows up as latency rather than as a lost fan.
+        `tries` gets the start time of every attempt."""
+        for _ in range(self.patience):
             started = time.monotonic()
             if tries is not None:
                 tries.append(started)
@@ -118,11 +121,11 @@ class Flows:
             outcome = "error"
         if outcome == "confirmed":
             self.confirmed.append(seat)
+        if outcome != "error" and tries:
+            end = time.monotonic()
+            self.accepted.append(Sample(end - self.ctx.t0, (end - tries[-1]) * 1000, True))
         if record:
             self.record(started, outcome == "confirmed")
-            if outcome != "error" and tries:
-                end = time.monotonic()
-                self.accepted.append(Sample(end - self.ctx.t0, (end - tries[-1]) * 1000, True))
         return outcome
 
     def record(self, started: float, ok: bool) -> None:

@@ -19,6 +19,7 @@ import time
 
 from services.queue.core import Health, burst_for, combined_health, next_rate
 from services.queue.metrics import QueueMetrics
+from services.queue.model import SALE_OPEN, SALE_PAUSED, SALE_SOLD_OUT
 from services.queue.settings import QueueSettings
 from services.queue.store import QueueStore
 from shared.errors import Unavailable
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 REFRESH_CONCERTS_S = 1.0
 CONTROL_PERIOD_MS = 1000
 REASONS = ("healthy", "holding", "behind", "refusing", "silent")
+SALE_STATES = (SALE_OPEN, SALE_PAUSED, SALE_SOLD_OUT)
 
 
 class Admission:
@@ -45,6 +47,7 @@ class Admission:
         self.health = health if settings.admit_control == "pipeline" else None
         self.known: set[str] = set()
         self.rates: dict[str, float] = {}  # the controlled rate of each concert, this period
+        self.sales: dict[str, str] = {}  # each concert's sale state, as of this instance's tick
         self._refreshed = 0.0
         self._controlled = 0.0
         self._stop = asyncio.Event()
@@ -126,6 +129,7 @@ class Admission:
             await self.store.forget_concert(concert_id)
             self.known.discard(concert_id)
             self.rates.pop(concert_id, None)
+            self.sales.pop(concert_id, None)
             m = self.metrics
             for gauge in (m.waiting, m.active, m.admission_rate, m.admit_target):
                 with contextlib.suppress(KeyError):
@@ -133,7 +137,16 @@ class Admission:
             for reason in REASONS:
                 with contextlib.suppress(KeyError):
                     m.admit_reason.remove(concert_id, reason)
+            for state in SALE_STATES:
+                with contextlib.suppress(KeyError):
+                    m.sale.remove(concert_id, state)
             return
+        before = self.sales.get(concert_id, SALE_OPEN)
+        if r.sale != before:
+            log.warning("concert %s: sale %s -> %s", concert_id, before, r.sale)
+        self.sales[concert_id] = r.sale
+        for state in SALE_STATES:
+            self.metrics.sale.labels(concert_id, state).set(1 if state == r.sale else 0)
         self.metrics.admitted.inc(r.admitted)
         self.metrics.expired.inc(r.expired)
         self.metrics.dropped.inc(r.dropped)

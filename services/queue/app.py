@@ -15,7 +15,6 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from services.queue.admission import Admission
-from services.queue.confirmations import Confirmations
 from services.queue.core import (
     Observed,
     RateLimiter,
@@ -25,6 +24,8 @@ from services.queue.core import (
     position,
 )
 from services.queue.metrics import QueueMetrics
+from services.queue.model import SALE_OPEN, SALE_PAUSED, SALE_SOLD_OUT
+from services.queue.seat_facts import SeatFacts
 from services.queue.settings import QueueSettings
 from services.queue.store import QueueStore
 from shared.cors import cors_middleware
@@ -33,6 +34,7 @@ from shared.errors import (
     InvalidRequest,
     MethodNotAllowed,
     RateLimited,
+    SoldOut,
     TokenMismatch,
     TokenNotActive,
 )
@@ -58,6 +60,12 @@ from shared.waiting_room import (
     raise_if_gone,
 )
 
+SALE_MESSAGES = {
+    SALE_PAUSED: "Every seat is held by fans paying right now. Seats whose payment fails or "
+    "whose hold lapses come back, and the line moves on then: keep your place.",
+    SALE_SOLD_OUT: "Sold out: every seat of this concert has been bought. The line is closed.",
+}
+
 
 def token_view(
     token: str,
@@ -67,16 +75,35 @@ def token_view(
     configured_rate: float,
     heartbeat_ms: int,
     active_ttl_ms: int,
+    sale: str = SALE_OPEN,
 ) -> dict[str, Any]:
-    """A token's JSON answer: what the core computes, in the API's shape."""
+    """A token's JSON answer: what the core computes, in the API's shape. A waiting token of a
+    sold-out concert gets the final status `sold_out` (no position, no more polling); while the
+    sale is paused it keeps its place with no ETA."""
+    if seen.state == TOKEN_WAITING and sale == SALE_SOLD_OUT:
+        return {
+            "token": token,
+            "concert_id": claims.concert_id,
+            "user_id": claims.user_id,
+            "status": "sold_out",
+            "ticket": claims.ticket,
+            "position": None,
+            "eta_seconds": None,
+            "poll_after_ms": None,
+            "expires_at": None,
+            "sale": sale,
+            "message": SALE_MESSAGES[sale],
+        }
     if seen.state == TOKEN_WAITING:
         pos: int | None = position(claims.ticket, seen.frontier)
         eta = eta_seconds(pos or 0, seen.measured_rate, configured_rate)
         expires = seen.now_ms + heartbeat_ms
         rate = seen.measured_rate if seen.measured_rate > 0.01 else configured_rate
+        if sale == SALE_PAUSED:
+            eta, rate = None, 0.0
     else:
         pos, eta, expires, rate = None, None, seen.deadline_ms, configured_rate
-    return {
+    view: dict[str, Any] = {
         "token": token,
         "concert_id": claims.concert_id,
         "user_id": claims.user_id,
@@ -93,7 +120,11 @@ def token_view(
             ticket=claims.ticket,
         ),
         "expires_at": iso_ms(expires),
+        "sale": sale,
     }
+    if sale in SALE_MESSAGES:
+        view["message"] = SALE_MESSAGES[sale]
+    return view
 
 
 @dataclass
@@ -116,9 +147,10 @@ class Queue:
             token,
             claims,
             seen,
-            configured_rate=s.admit_per_s,
+            configured_rate=self.admission.rate_of(claims.concert_id),
             heartbeat_ms=int(s.tokens.wait_heartbeat_s * 1000),
             active_ttl_ms=int(s.tokens.active_ttl_s * 1000),
+            sale=self.admission.sales.get(claims.concert_id, SALE_OPEN),
         )
 
     def client_ip(self, request: web.Request) -> str:
@@ -190,6 +222,11 @@ async def validate(request: web.Request) -> web.Response:
                 raise TokenMismatch(f"queue token is not for this {field.removesuffix('_id')}")
         state = await q.room.touch(claims)
         raise_if_gone(state)
+        if (
+            state.state == TOKEN_WAITING
+            and q.admission.sales.get(claims.concert_id) == SALE_SOLD_OUT
+        ):
+            raise SoldOut(SALE_MESSAGES[SALE_SOLD_OUT])
         if state.state != TOKEN_ACTIVE:
             raise TokenNotActive(
                 "queue token is still waiting; poll until it is active",
@@ -231,6 +268,7 @@ async def concert_stats(request: web.Request) -> web.Response:
             "admit_reason": "fixed" if fixed else (st.reason or "starting"),
             "admit_per_s_limit": q.settings.admit_per_s,
             "max_active": q.settings.max_active,
+            "sale": st.sale,
         }
     )
 
@@ -292,22 +330,24 @@ def create_app(settings: QueueSettings) -> web.Application:
         )
         await load_scripts(redis, [*store.scripts, *app[QUEUE].room.scripts])
         loop_task = asyncio.create_task(app[QUEUE].admission.run(), name="admission")
-        confirmations = None
-        if settings.complete_on_confirmed and infra.kafka_brokers:
-            consumer = Confirmations(
+        seat_facts = None
+        if infra.kafka_brokers:
+            consumer = SeatFacts(
                 infra.kafka_brokers,
                 store,
                 metrics,
+                retention_s=settings.concert_retention_s,
+                complete_tokens=settings.complete_on_confirmed,
                 session_timeout_s=infra.kafka_session_timeout_s,
                 fetch_min_bytes=infra.kafka_fetch_min_bytes,
                 fetch_max_wait_ms=infra.kafka_fetch_max_wait_ms,
             )
-            confirmations = asyncio.create_task(consumer.run(), name="confirmations")
+            seat_facts = asyncio.create_task(consumer.run(), name="seat facts")
         yield
-        if confirmations is not None:
-            confirmations.cancel()
+        if seat_facts is not None:
+            seat_facts.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await confirmations
+                await seat_facts
         app[QUEUE].admission.stop()
         try:
             await asyncio.wait_for(loop_task, 5.0)

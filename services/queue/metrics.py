@@ -83,3 +83,9 @@ class QueueMetrics:
             "(-1: no fresh report)",
             registry=registry,
         )
+        self.sale = Gauge(
+            "queue_sale_state",
+            "1 for the concert's sale state: open, paused (every seat held or sold) or sold_out",
+            ["concert_id", "state"],
+            registry=registry,
+        )

@@ -10,6 +10,11 @@ answer and the final state (tests/integration/test_queue_model_vs_redis.py).
 A token is (user, ticket). Its state is one letter: waiting, active, expired, dropped,
 completed (shared/waiting_room.py's TOKEN_*). Tickets grow by one per entry, so admission in
 ticket order is first come, first served.
+
+The queue also follows the concert's seats (`seat`: the seat facts, each seat's last status by
+version): while some seat is available the sale is open; when every seat is held or sold it is
+paused (admission stops: held seats may still come back); when every seat is sold it is sold
+out (admission stops and entries are refused: final).
 """
 
 from __future__ import annotations
@@ -30,6 +35,17 @@ from shared.tokens import (
 
 RATE_TAU_MS = 5000  # the measured admission rate is an EWMA over about this long
 KEPT = "h"  # complete_if_settled: the buyer still holds a seat, the token is kept
+SALE_OPEN, SALE_PAUSED, SALE_SOLD_OUT = "open", "paused", "sold_out"
+SEAT_AVAILABLE, SEAT_HELD, SEAT_SOLD = "a", "h", "s"
+SOLD_OUT_ENTRY = -2  # enter's `created` when the concert is sold out
+
+
+def sale_state(total: int, held: int, sold: int) -> str:
+    """Open while a seat is available; paused when all are held or sold; sold out when all
+    are sold."""
+    if total - held - sold > 0:
+        return SALE_OPEN
+    return SALE_PAUSED if held > 0 else SALE_SOLD_OUT
 
 
 def lua_number(x: float) -> str:
@@ -53,7 +69,9 @@ class Room:
     waiting: dict[str, int] = field(default_factory=dict)  # user -> ticket
     heartbeat: dict[str, int] = field(default_factory=dict)  # user -> last seen (ms)
     active: dict[str, int] = field(default_factory=dict)  # user -> deadline (ms)
-    gate: dict[str, str] = field(default_factory=dict)  # k tokens, ts, r rate, f frontier
+    # k tokens, ts, r rate, f frontier; nh/ns seats held/sold, sale (sale_state)
+    gate: dict[str, str] = field(default_factory=dict)
+    seats: dict[str, tuple[str, int]] = field(default_factory=dict)  # seat -> (status, version)
 
     # --- helpers shared by the rules (the Lua prelude's) -------------------------------------
 
@@ -72,13 +90,20 @@ class Room:
     def _seen(self) -> tuple[int, str]:
         return int(float(self.gate.get("f", "0"))), self.gate.get("r", "0")
 
+    @property
+    def sale(self) -> str:
+        return self.gate.get("sale", SALE_OPEN)
+
     # --- the rules ---------------------------------------------------------------------------
 
     def enter(
         self, user: str, now: int, *, ttl_ms: int, heartbeat_ms: int
     ) -> tuple[int, int, int, str, int, int, str, int]:
         """(created, ticket, issued_ms, state, deadline_ms, frontier, rate, now): a live token
-        is answered again (and kept alive); otherwise a new ticket at the back of the line."""
+        is answered again (and kept alive); otherwise a new ticket at the back of the line.
+        Nobody enters a sold-out concert (created = SOLD_OUT_ENTRY)."""
+        if self.sale == SALE_SOLD_OUT:
+            return (SOLD_OUT_ENTRY, 0, 0, UNKNOWN, 0, 0, "0", now)
         token = self.users.get(user)
         if token is not None:
             if token.state == TOKEN_WAITING:
@@ -150,14 +175,14 @@ class Room:
         heartbeat_ms: int,
         burst: int,
         limit: int,
-    ) -> tuple[int, int, int, int, int, str]:
-        """One admission tick: (admitted, expired, dropped, waiting, active, rate); admitted -1
-        when the queue does not exist. Expires active tokens past their deadline and drops
-        waiting ones past their heartbeat (at most `limit` each), then admits the front of the
-        line, as many as a token bucket (`admit_per_s`, depth `burst`), the free active places
-        (`max_active`) and `limit` allow."""
+    ) -> tuple[int, int, int, int, int, str, str]:
+        """One admission tick: (admitted, expired, dropped, waiting, active, rate, sale);
+        admitted -1 when the queue does not exist. Expires active tokens past their deadline and
+        drops waiting ones past their heartbeat (at most `limit` each), then, while the sale is
+        open, admits the front of the line, as many as a token bucket (`admit_per_s`, depth
+        `burst`), the free active places (`max_active`) and `limit` allow."""
         if self.seq == 0:
-            return (-1, 0, 0, 0, 0, "0")
+            return (-1, 0, 0, 0, 0, "0", SALE_OPEN)
         expired = sorted((d, u) for u, d in self.active.items() if d <= now)[:limit]
         for _, user in expired:
             self.active.pop(user)
@@ -179,7 +204,7 @@ class Room:
         elapsed = max(0, now - ts)
         tokens = min(float(burst), tokens + elapsed * admit_per_s / 1000)
         free = max_active - len(self.active)
-        n = min(math.floor(tokens), free, limit)
+        n = min(math.floor(tokens), free, limit) if self.sale == SALE_OPEN else 0
         admitted = 0
         if n > 0:
             for ticket, user in sorted((t, u) for u, t in self.waiting.items())[:n]:
@@ -198,7 +223,25 @@ class Room:
         frontier = self.seq if head is None else head - 1
         self.gate.update(k=lua_number(tokens), ts=str(now), r=lua_number(ewma), f=str(frontier))
         rate = lua_number(ewma)
-        return (admitted, len(expired), len(stale), len(self.waiting), len(self.active), rate)
+        waiting, active = len(self.waiting), len(self.active)
+        return (admitted, len(expired), len(stale), waiting, active, rate, self.sale)
+
+    def seat(self, seat_id: str, status: str, version: int, total: int | None) -> str:
+        """One seat fact (SEAT_HELD, SEAT_SOLD or SEAT_AVAILABLE at `version`), applied unless
+        the seat already has it or a later one; the sale state after it. `total`: the concert's
+        seats (None: not in the catalog, the sale state is left as it is)."""
+        old, seen = self.seats.get(seat_id, (SEAT_AVAILABLE, 0))
+        held, sold = int(self.gate.get("nh", "0")), int(self.gate.get("ns", "0"))
+        if version > seen:
+            held -= old == SEAT_HELD
+            sold -= old == SEAT_SOLD
+            held += status == SEAT_HELD
+            sold += status == SEAT_SOLD
+            self.seats[seat_id] = (status, version)
+            self.gate.update(nh=str(held), ns=str(sold))
+            if total is not None:
+                self.gate["sale"] = sale_state(total, held, sold)
+        return self.sale
 
     def complete(self, user: str, ticket: int) -> str:
         """The state the token was in; a waiting or active one is now completed."""

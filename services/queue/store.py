@@ -13,11 +13,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Histogram
 from redis.asyncio.cluster import RedisCluster
 
+from services.queue.model import SOLD_OUT_ENTRY
 from shared.concerts import concert_key
-from shared.errors import NotFound, NotReplicated
+from shared.errors import NotFound, NotReplicated, SoldOut
 from shared.holds import holds_key
 from shared.redis_client import UNAVAILABLE_ERRORS, AnyRedis, read_lua, run_scripts, unavailable
-from shared.waiting_room import ALLOW_OOM, CONCERTS_KEY, LUA_PRELUDE, queue_keys
+from shared.waiting_room import ALLOW_OOM, CONCERTS_KEY, LUA_PRELUDE, queue_keys, seats_key
 
 # The queue's scripts (services/queue/lua/; their rules in Python: services/queue/model.py).
 ENTER_LUA = LUA_PRELUDE + read_lua(__file__, "enter")
@@ -28,6 +29,7 @@ COMPLETE_IF_SETTLED_LUA = (
     ALLOW_OOM + LUA_PRELUDE + COMPLETE_FN + read_lua(__file__, "complete_if_settled")
 )
 STATS_LUA = LUA_PRELUDE + read_lua(__file__, "stats")
+SEAT_LUA = ALLOW_OOM + LUA_PRELUDE + read_lua(__file__, "seat")
 CONTROL_READ_LUA = LUA_PRELUDE + read_lua(__file__, "control_read")
 CONTROL_WRITE_LUA = ALLOW_OOM + LUA_PRELUDE + read_lua(__file__, "control_write")
 
@@ -53,6 +55,7 @@ class Promoted:
     active: int
     measured_rate: float
     now_ms: int
+    sale: str = "open"
 
     @property
     def gone(self) -> bool:
@@ -77,6 +80,7 @@ class Stats:
     measured_rate: float
     target_rate: float | None  # the controller's, None when it has not decided
     reason: str
+    sale: str
 
 
 class QueueStore:
@@ -103,7 +107,9 @@ class QueueStore:
         self._stats: Any = redis.register_script(STATS_LUA)
         self._control_read: Any = redis.register_script(CONTROL_READ_LUA)
         self._control_write: Any = redis.register_script(CONTROL_WRITE_LUA)
+        self._seat: Any = redis.register_script(SEAT_LUA)
         self.scripts = [
+            self._seat,
             self._enter,
             self._promote,
             self._complete,
@@ -147,6 +153,8 @@ class QueueStore:
             r = await self._replicated_enter(concert_id, args)
         else:
             r = await self._call("enter", self._enter, concert_id, args, catalog=True)
+        if int(r[0]) == SOLD_OUT_ENTRY:
+            raise SoldOut(f"concert {concert_id!r} is sold out: every seat has been bought")
         if int(r[0]) < 0:
             raise NotFound(f"no concert {concert_id!r} is on sale", field="concert_id")
         return Entered(
@@ -192,8 +200,26 @@ class QueueStore:
             [admit_per_s, max_active, active_ttl_ms, heartbeat_ms, burst, limit],
         )
         return Promoted(
-            int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5]), int(r[6])
+            int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5]), int(r[6]), str(r[7])
         )
+
+    async def seats(self, facts: list[tuple[str, str, str, int]], retention_s: int) -> list[str]:
+        """Apply seat facts (concert, seat, status a/h/s, version) in one round trip; the sale
+        state of each fact's concert after it (services/queue/model.py, Room.seat)."""
+        start = time.perf_counter()
+        calls = [
+            (
+                [*queue_keys(c), concert_key(c), seats_key(c)],
+                [seat, status, version, retention_s],
+            )
+            for c, seat, status, version in facts
+        ]
+        try:
+            return [str(r) for r in await run_scripts(self.redis, self._seat, calls)]
+        except UNAVAILABLE_ERRORS as exc:
+            raise unavailable(exc, "the waiting room") from None
+        finally:
+            self.latency.labels("seat").observe(time.perf_counter() - start)
 
     async def complete(self, concert_id: str, user_id: str, ticket: int) -> str:
         return str(await self._call("complete", self._complete, concert_id, [user_id, ticket]))
@@ -217,7 +243,8 @@ class QueueStore:
         r = await self._call("stats", self._stats, concert_id, [], catalog=True)
         if int(r[0]) < 0:
             raise NotFound(f"no concert {concert_id!r} is on sale", field="concert_id")
-        return Stats(int(r[0]), int(r[1]), float(r[2]), float(r[3]) if r[3] else None, str(r[4]))
+        target = float(r[3]) if r[3] else None
+        return Stats(int(r[0]), int(r[1]), float(r[2]), target, str(r[4]), str(r[5]))
 
     async def control_state(self, concert_id: str) -> ControlState:
         r = await self._call("control_read", self._control_read, concert_id, [])

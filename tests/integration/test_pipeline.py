@@ -649,3 +649,61 @@ class TestLoadShedding:
             # The refused request took nothing: with one hold slot per user, b still gets one.
             rid = await reserve_ok(p, token_b, concert, "2", b)
             assert (await p.settled(rid, {"held", *TERMINAL}))["status"] == "held"
+
+
+class TestSellOut:
+    async def test_the_line_pauses_when_every_seat_is_held_reopens_for_a_lapsed_hold_and_closes_when_sold_out(  # noqa: E501
+        self, tmp_path: Path, redis_url: str, kafka_brokers: str
+    ) -> None:
+        async with pipeline(tmp_path, redis_url, kafka_brokers, SEAT_HOLD_S="3") as p:
+            concert = await p.create_concert(seats=2)
+            (a, token_a), (b, token_b) = await buyers(p, concert, 2)
+            held_a = await reserve_ok(p, token_a, concert, "1", a)
+            held_b = await reserve_ok(p, token_b, concert, "2", b)
+            await p.settled(held_a, {"held"})
+            await p.settled(held_b, {"held"})
+            status, body = await p.pay(token_a, held_a, a)  # a buys seat 1; b never pays
+            assert status == 202, body
+            assert (await p.settled(held_a, TERMINAL))["status"] == "confirmed"
+
+            # Every seat held or sold: a fan who comes now waits, told why, and is not admitted.
+            await eventually(lambda: sale_is(p, concert, "paused"), within=10)
+            c_token = await p.enter(concert, "c")
+            await eventually(lambda: status_is(p, c_token, "waiting", "paused"), within=10)
+            await asyncio.sleep(1.0)
+            assert await status_is(p, c_token, "waiting", "paused")
+
+            # b's hold lapses: the seat comes back, and c is let in for it.
+            assert (await p.settled(held_b, TERMINAL))["status"] == "expired"
+            await eventually(lambda: status_is(p, c_token, "active", "open"), within=10)
+            held_c = await reserve_ok(p, c_token, concert, "2", "c")
+            await p.settled(held_c, {"held"})
+
+            # Paused again; c pays: sold out. A fan still waiting gets the final answer, and a
+            # fan arriving now is told at once.
+            await eventually(lambda: sale_is(p, concert, "paused"), within=10)
+            e_token = await p.enter(concert, "e")
+            status, body = await p.pay(c_token, held_c, "c")
+            assert status == 202, body
+            assert (await p.settled(held_c, TERMINAL))["status"] == "confirmed"
+            await eventually(lambda: status_is(p, e_token, "sold_out", "sold_out"), within=10)
+            _, e_view = await p.call("GET", "queue", f"/v1/queue/tokens/{e_token}")
+            assert e_view["poll_after_ms"] is None and "Sold out" in e_view["message"]
+            status, body = await p.call(
+                "POST",
+                "queue",
+                "/v1/queue/tokens",
+                json={"concert_id": concert, "user_id": "late"},
+                headers=fan("late"),
+            )
+            assert status == 410 and body["error"]["code"] == "sold_out", body
+
+
+async def status_is(p: Pipeline, token: str, status: str, sale: str) -> bool:
+    _, body = await p.call("GET", "queue", f"/v1/queue/tokens/{token}")
+    return bool(body.get("status") == status and body.get("sale") == sale)
+
+
+async def sale_is(p: Pipeline, concert: str, sale: str) -> bool:
+    _, body = await p.call("GET", "queue", f"/v1/queue/{concert}")
+    return bool(body.get("sale") == sale)

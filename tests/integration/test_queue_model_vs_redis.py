@@ -1,6 +1,7 @@
 """The waiting room's Lua scripts against their pure model (services/queue/model.py), on a real
-Redis: random sequences of entries, touches, admission ticks, completions and pauses run through
-both, and every answer and the final state must be the same.
+Redis: random sequences of entries, touches, admission ticks, completions, seat facts (which
+open, pause and sell out the line) and pauses run through both, and every answer and the final
+state must be the same.
 
 The model is given the clock the script saw (each script answers its `now`), so the comparison
 is exact, expiries and heartbeats included: small time-to-live and heartbeat values make the
@@ -15,17 +16,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from services.queue.model import Room
+from services.queue.model import SOLD_OUT_ENTRY, Room
 from services.queue.store import Entered, Promoted, QueueStore
 from shared.concerts import cache_concerts
+from shared.errors import SoldOut
 from shared.holds import holds_key
 from shared.redis_client import AnyRedis, create_redis
 from shared.tokens import TokenClaims, TokenCodec
-from shared.waiting_room import WaitingRoom, queue_keys, token_state
+from shared.waiting_room import WaitingRoom, queue_keys, seats_key, token_state
 from tests.support.queue import new_id
 
 TTL_MS, HEARTBEAT_MS = 40, 60
 USERS = [f"u{i}" for i in range(4)]
+SEATS = 3  # few: random seat facts sell the concert out, pause and reopen it
 
 enter = st.tuples(st.just("enter"), st.sampled_from(USERS))
 ops = st.lists(
@@ -44,6 +47,12 @@ ops = st.lists(
         st.tuples(st.just("hold"), st.sampled_from(USERS), st.booleans()),  # open or lapsed
         st.tuples(st.just("settle"), st.sampled_from(USERS), st.booleans()),
         st.tuples(st.just("pause"), st.integers(0, 70)),
+        st.tuples(
+            st.just("seat"),
+            st.sampled_from([str(i) for i in range(1, SEATS + 1)]),
+            st.sampled_from("ahs"),
+            st.integers(1, 6),  # version
+        ),
     ),
     min_size=10,
     max_size=40,
@@ -65,6 +74,7 @@ async def snapshot(redis: AnyRedis, concert: str) -> dict[str, Any]:
         "heartbeat": await scores(hb),
         "active": await scores(active),
         "gate": await redis.hgetall(gate),
+        "seats": await redis.hgetall(seats_key(concert)),
     }
 
 
@@ -75,6 +85,7 @@ def modelled(room: Room) -> dict[str, Any]:
         "heartbeat": dict(room.heartbeat),
         "active": dict(room.active),
         "gate": dict(room.gate),
+        "seats": {seat: f"{st}:{v}" for seat, (st, v) in room.seats.items()},
     }
 
 
@@ -107,16 +118,20 @@ async def run(redis_url: str, steps: list[tuple[Any, ...]]) -> None:
         return int(seconds) * 1000 + int(micros) // 1000
 
     try:
-        await cache_concerts(redis, [(concert, 10, 100)])
+        await cache_concerts(redis, [(concert, SEATS, 100)])
         for step in steps:
             if step[0] == "enter":
-                got = await store.enter(
-                    concert,
-                    step[1],
-                    active_ttl_ms=TTL_MS,
-                    heartbeat_ms=HEARTBEAT_MS,
-                    retention_s=600,
-                )
+                try:
+                    got = await store.enter(
+                        concert,
+                        step[1],
+                        active_ttl_ms=TTL_MS,
+                        heartbeat_ms=HEARTBEAT_MS,
+                        retention_s=600,
+                    )
+                except SoldOut:
+                    assert model.enter(step[1], 0, **times)[0] == SOLD_OUT_ENTRY, step
+                    continue
                 assert got == entered(model.enter(step[1], got.now_ms, **times)), step
             elif step[0] == "touch":
                 _, user, renew, current = step
@@ -135,7 +150,11 @@ async def run(redis_url: str, steps: list[tuple[Any, ...]]) -> None:
                     **tick,
                 )
                 w = model.promote(p.now_ms, admit_per_s=rate, **times, **tick)
-                assert p == Promoted(*w[:5], float(w[5]), p.now_ms), step
+                assert p == Promoted(*w[:5], float(w[5]), p.now_ms, w[6]), step
+            elif step[0] == "seat":
+                _, seat, status, version = step
+                (got_sale,) = await store.seats([(concert, seat, status, version)], 600)
+                assert got_sale == model.seat(seat, status, version, SEATS), step
             elif step[0] == "complete":
                 _, user, current = step
                 ticket = ticket_of(model, user, current)

@@ -53,8 +53,8 @@ class Pipeline:
         assert status == 201, body
         return concert
 
-    async def active_token(self, concert: str, user: str) -> str:
-        """Enter the queue and poll until admitted (the test stack admits at once)."""
+    async def enter(self, concert: str, user: str) -> str:
+        """Enter the queue: the fan's token."""
         status, body = await self.call(
             "POST",
             "queue",
@@ -63,7 +63,11 @@ class Pipeline:
             headers=fan(user),
         )
         assert status in (200, 201), body
-        token = str(body["token"])
+        return str(body["token"])
+
+    async def active_token(self, concert: str, user: str) -> str:
+        """Enter the queue and poll until admitted (the test stack admits at once)."""
+        token = await self.enter(concert, user)
 
         async def active() -> bool:
             _, b = await self.call("GET", "queue", f"/v1/queue/tokens/{token}")

@@ -320,6 +320,31 @@ class TestThePlots:
         assert (out / "queue-wait-3-spike.png").stat().st_size > 0
 
 
+class TestTheGovernedGatePlot:
+    def test_is_drawn_for_a_spike_that_sampled_its_admission_and_linked_from_the_report(
+        self, tmp_path: Path
+    ) -> None:
+        results = sample()
+        spike = results["scenarios"][2]
+        t = [float(x) for x in spike["timeseries"]["t"]]
+        spike["extra"]["admission_samples"] = {
+            "t": t,
+            "target": [100.0 + i for i in range(len(t))],
+            "measured": [90.0 for _ in t],
+            "reason": ["healthy" for _ in t],
+        }
+        spike["extra"]["flow_p99_samples"] = {"t": t, "p99_ms": [250.0 for _ in t]}
+        report = build(results, tmp_path)
+        assert "![spike admit rate, lag and flow p99](control-3-spike.png)" in report
+        assert (tmp_path / "control-3-spike.png").read_bytes().startswith(b"\x89PNG")
+        assert "admission_samples" not in report  # a plot, not a fact line
+
+    def test_is_not_drawn_without_admission_samples(self, built: tuple[Path, str]) -> None:
+        out, report = built
+        assert not list(out.glob("control-*.png"))
+        assert "control-" not in report
+
+
 class TestEmptySeries:
     @pytest.fixture
     def empty(self) -> Results:

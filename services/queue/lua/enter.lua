@@ -1,9 +1,10 @@
 -- KEYS: the waiting room's six, then the concert's catalog entry (shared.concerts)
 -- ARGV: user, active_ttl_ms, heartbeat_ms, retention_s
 -- -> {created, ticket, issued_ms, state, deadline_ms, frontier, rate (string), now_ms};
--- created = -1: no such concert
+-- created = -1: no such concert; -2: it is sold out (services/queue/model.py, Room.seat)
 if redis.call('EXISTS', KEYS[7]) == 0 then return {-1, 0, 0, 'u', 0, 0, '0', 0} end
 local now = now_ms()
+if redis.call('HGET', K_GATE, 'sale') == 'sold_out' then return {-2, 0, 0, 'u', 0, 0, '0', now} end
 local user, ttl, hb_ms, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local t, i, s = get_user(user)
 if t then
