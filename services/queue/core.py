@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from shared.tokens import TOKEN_ACTIVE
 
 MIN_POLL_MS = 500
-MAX_POLL_MS = 15_000
+MAX_POLL_MS = 30_000  # far back in a long line: every 30 s at most, within heartbeat / 3
 
 
 def iso_ms(ms: int) -> str:
