@@ -124,16 +124,21 @@ class WaitingRoom:
         except InvalidToken as exc:
             raise TokenInvalid(str(exc)) from None
 
-    def touch_args(self, claims: TokenClaims, *, renew: bool = True) -> list[Any]:
-        """ARGV 1-5 of TOUCH_FN's call, for this process's time to live and heartbeat."""
-        return [claims.user_id, claims.ticket, self.active_ttl_ms, self.heartbeat_ms, int(renew)]
+    def touch_args(
+        self, claims: TokenClaims, *, renew: bool = True, heartbeat_ms: int | None = None
+    ) -> list[Any]:
+        """ARGV 1-5 of TOUCH_FN's call, for this process's time to live and heartbeat (or the
+        given heartbeat: the queue widens it while it sheds load)."""
+        hb = self.heartbeat_ms if heartbeat_ms is None else heartbeat_ms
+        return [claims.user_id, claims.ticket, self.active_ttl_ms, hb, int(renew)]
 
-    async def touch(self, claims: TokenClaims, *, renew: bool = True) -> TokenState:
+    async def touch(
+        self, claims: TokenClaims, *, renew: bool = True, heartbeat_ms: int | None = None
+    ) -> TokenState:
         """One Redis round trip: state, plus renewal of the deadline or heartbeat."""
+        args = self.touch_args(claims, renew=renew, heartbeat_ms=heartbeat_ms)
         try:
-            r = await self._touch(
-                keys=queue_keys(claims.concert_id), args=self.touch_args(claims, renew=renew)
-            )
+            r = await self._touch(keys=queue_keys(claims.concert_id), args=args)
         except UNAVAILABLE_ERRORS as exc:
             raise unavailable(exc, "the waiting room") from None
         return token_state(claims, r)

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 
-from services.queue.core import Health, burst_for, combined_health, next_rate
+from services.queue.core import Health, Shedding, burst_for, combined_health, next_rate
 from services.queue.metrics import QueueMetrics
 from services.queue.model import SALE_OPEN, SALE_PAUSED, SALE_SOLD_OUT
 from services.queue.settings import QueueSettings
@@ -48,6 +48,7 @@ class Admission:
         self.known: set[str] = set()
         self.rates: dict[str, float] = {}  # the controlled rate of each concert, this period
         self.sales: dict[str, str] = {}  # each concert's sale state, as of this instance's tick
+        self.shedding = Shedding()  # when this instance last answered 503 (its HTTP shell marks)
         self._refreshed = 0.0
         self._controlled = 0.0
         self._stop = asyncio.Event()
@@ -122,7 +123,9 @@ class Admission:
             admit_per_s=rate,
             max_active=s.max_active,
             active_ttl_ms=int(s.tokens.active_ttl_s * 1000),
-            heartbeat_ms=int(s.tokens.wait_heartbeat_s * 1000),
+            heartbeat_ms=self.shedding.drop_after_ms(
+                int(s.tokens.wait_heartbeat_s * 1000), time.monotonic() * 1000
+            ),
             burst=burst_for(rate),
         )
         if r.gone:  # the concert's keys reached their retention and expired

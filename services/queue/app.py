@@ -40,6 +40,7 @@ from shared.errors import (
 )
 from shared.http import (
     MAX_BODY_BYTES,
+    Handler,
     error_middleware,
     json_response,
     publish_openapi,
@@ -141,6 +142,13 @@ class Queue:
     per_user: RateLimiter
     per_ip: RateLimiter
 
+    @property
+    def drop_after_ms(self) -> int:
+        """How long a waiter may go unheard before it is dropped: the heartbeat, widened while
+        this instance refuses requests (core.Shedding)."""
+        hb = int(self.settings.tokens.wait_heartbeat_s * 1000)
+        return self.admission.shedding.drop_after_ms(hb, time.monotonic() * 1000)
+
     def view(self, token: str, claims: TokenClaims, seen: Observed) -> dict[str, object]:
         s = self.settings
         return token_view(
@@ -192,7 +200,7 @@ async def enter(request: web.Request) -> web.Response:
         concert_id,
         user_id,
         active_ttl_ms=int(s.tokens.active_ttl_s * 1000),
-        heartbeat_ms=int(s.tokens.wait_heartbeat_s * 1000),
+        heartbeat_ms=q.drop_after_ms,
         retention_s=s.concert_retention_s,
     )
     await q.admission.remember(concert_id)  # after entry: a registered queue always has keys
@@ -206,7 +214,7 @@ async def enter(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     q = request.app[QUEUE]
     token = request.match_info["token"]
-    state = await q.room.touch(q.room.decode(token))
+    state = await q.room.touch(q.room.decode(token), heartbeat_ms=q.drop_after_ms)
     raise_if_gone(state)
     return json_response(q.view(token, state.claims, observed(state)))
 
@@ -220,7 +228,7 @@ async def validate(request: web.Request) -> web.Response:
         for field, claimed in (("concert_id", claims.concert_id), ("user_id", claims.user_id)):
             if field in body and require_id(body, field) != claimed:
                 raise TokenMismatch(f"queue token is not for this {field.removesuffix('_id')}")
-        state = await q.room.touch(claims)
+        state = await q.room.touch(claims, heartbeat_ms=q.drop_after_ms)
         raise_if_gone(state)
         if (
             state.state == TOKEN_WAITING
@@ -283,6 +291,15 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready"})
 
 
+@web.middleware
+async def shedding_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Remember when this instance answered 503: fans are not dropped for polls it refused."""
+    response = await handler(request)
+    if response.status == 503 and QUEUE in request.app:
+        request.app[QUEUE].admission.shedding.mark(time.monotonic() * 1000)
+    return response
+
+
 def create_app(settings: QueueSettings) -> web.Application:
     registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry)
@@ -291,6 +308,7 @@ def create_app(settings: QueueSettings) -> web.Application:
             request_id_middleware,
             cors_middleware(settings.infra.cors_allowed_origins),
             http_metrics.middleware,
+            shedding_middleware,
             error_middleware,
         ],
         client_max_size=MAX_BODY_BYTES,

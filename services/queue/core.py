@@ -90,6 +90,27 @@ class RateLimiter:
         return wait
 
 
+SHED_GRACE = 3  # heartbeats a waiter may miss while the queue itself is refusing requests
+
+
+@dataclass(slots=True)
+class Shedding:
+    """When this queue instance last answered a request 503 (it shed load, or Redis was out of
+    reach). A fan who kept polling through that must not lose their place for the polls the
+    queue refused: while it shed within the last heartbeat, a waiter is dropped only after
+    SHED_GRACE heartbeats without a word."""
+
+    last_ms: float | None = None
+
+    def mark(self, now_ms: float) -> None:
+        self.last_ms = now_ms
+
+    def drop_after_ms(self, heartbeat_ms: int, now_ms: float) -> int:
+        if self.last_ms is not None and now_ms - self.last_ms <= heartbeat_ms:
+            return heartbeat_ms * SHED_GRACE
+        return heartbeat_ms
+
+
 def burst_for(rate_per_s: float) -> int:
     """Token-bucket depth: a tenth of a second of admissions, at least one; 0 = gate closed."""
     return max(1, int(rate_per_s / 10)) if rate_per_s > 0 else 0

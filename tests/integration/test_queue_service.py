@@ -558,3 +558,39 @@ class TestOperations:
 
             await eventually(recovered)
             assert (await q.get("/readyz")).status == 200
+
+
+class TestHeartbeatUnderShedding:
+    """A waiter who stops polling is dropped after the heartbeat; one whose polls the queue
+    refused (503) is not: while the queue sheds, the heartbeat is widened (core.Shedding)."""
+
+    HEARTBEAT = {**PAUSED, "QUEUE_WAIT_HEARTBEAT_S": "3"}
+
+    async def test_a_waiter_silent_past_the_heartbeat_is_dropped(self, redis_url: str) -> None:
+        concert = await on_sale(redis_url)
+        async with queue_instance(redis_url, **self.HEARTBEAT) as q:
+            token = (await enter(q, concert, "quiet"))["token"]
+            await asyncio.sleep(3.6)
+            status, body = await status_of(q, token)
+            assert status == 410 and body["error"]["reason"] == "dropped", body
+
+    async def test_a_waiter_whose_polls_the_queue_refused_keeps_their_place(
+        self, redis_url: str
+    ) -> None:
+        concert = await on_sale(redis_url)
+        async with queue_instance(redis_url, **self.HEARTBEAT) as q:
+            token = (await enter(q, concert, "patient"))["token"]
+            started = time.monotonic()
+            await asyncio.sleep(0.3)
+            admin = create_redis(redis_url, socket_timeout=5, max_connections=1)
+            try:
+                # Redis stops answering for 1.5 s (data kept): the fan's poll meets a 503 (the
+                # client's 0.5 s timeout, tried twice).
+                await admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+                status, _ = await status_of(q, token)
+                assert status == 503
+            finally:
+                await admin.aclose()
+            await asyncio.sleep(3.6 - (time.monotonic() - started))  # past the heartbeat
+            status, body = await status_of(q, token)
+            assert status == 200 and body["status"] == "waiting", body

@@ -5,8 +5,10 @@ from services.queue.app import token_view  # the HTTP shell's view of what the c
 from services.queue.core import (
     MAX_POLL_MS,
     MIN_POLL_MS,
+    SHED_GRACE,
     Observed,
     RateLimiter,
+    Shedding,
     eta_seconds,
     poll_after_ms,
     position,
@@ -79,6 +81,35 @@ class TestTokenView:
         assert view["eta_seconds"] is None
         assert view["expires_at"] == "1970-01-01T00:00:31.000+00:00"
 
+    def test_a_waiter_of_a_sold_out_concert_gets_a_final_answer_and_no_more_polls(self) -> None:
+        seen = Observed(TOKEN_WAITING, 0, 40, 5.0, now_ms=1_000)
+        view = token_view(
+            "t",
+            self.claims,
+            seen,
+            configured_rate=5,
+            heartbeat_ms=60_000,
+            active_ttl_ms=30_000,
+            sale="sold_out",
+        )
+        assert view["status"] == "sold_out" and "Sold out" in view["message"]
+        assert view["position"] is None and view["poll_after_ms"] is None
+
+    def test_a_waiter_while_paused_keeps_the_place_with_no_eta_and_is_told_why(self) -> None:
+        seen = Observed(TOKEN_WAITING, 0, 40, 5.0, now_ms=1_000)
+        view = token_view(
+            "t",
+            self.claims,
+            seen,
+            configured_rate=5,
+            heartbeat_ms=60_000,
+            active_ttl_ms=30_000,
+            sale="paused",
+        )
+        assert view["status"] == "waiting" and view["position"] == 10
+        assert view["eta_seconds"] is None and view["sale"] == "paused"
+        assert "come back" in view["message"]
+
 
 class TestRateLimiter:
     def test_allows_a_burst_then_asks_to_wait(self) -> None:
@@ -105,3 +136,19 @@ class TestRateLimiter:
         for i in range(100):
             limiter.retry_after(str(i), 0.0)
         assert len(limiter._buckets) == 10
+
+
+class TestShedding:
+    @given(st.integers(1, 600_000), st.integers(0, 10**9))
+    def test_without_a_refusal_the_heartbeat_is_the_drop_window(self, hb: int, now: int) -> None:
+        assert Shedding().drop_after_ms(hb, now) == hb
+
+    @given(st.integers(1, 600_000), st.integers(0, 10**9), st.integers(0, 10**6))
+    def test_a_refusal_within_the_last_heartbeat_widens_it_and_an_older_one_does_not(
+        self, hb: int, at: int, later: int
+    ) -> None:
+        s = Shedding()
+        s.mark(at)
+        window = s.drop_after_ms(hb, at + later)
+        assert window == (hb * SHED_GRACE if later <= hb else hb)
+        assert window >= hb
