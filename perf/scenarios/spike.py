@@ -82,7 +82,7 @@ async def spike_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
                 await asyncio.sleep(body["poll_after_ms"] / 1000)
                 status, body = await flows.call("GET", f"{q}/v1/queue/tokens/{token}")
                 if status != 200:
-                    return f"poll answered {status}"
+                    return f"waiting, poll answered {status} {reason_of(body)}".strip()
             if body.get("status") == "sold_out":
                 return SOLD_OUT
             if body.get("status") != "active":
@@ -94,7 +94,7 @@ async def spike_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
                     await asyncio.sleep(1.0)
                     status, body = await flows.call("GET", f"{q}/v1/queue/tokens/{token}")
                     if status != 200:
-                        return f"poll answered {status}"
+                        return f"admitted, poll answered {status} {reason_of(body)}".strip()
                     if body.get("sale") == SOLD_OUT:
                         return SOLD_OUT
                     continue
@@ -179,6 +179,12 @@ async def spike_async(ctx: Context, plan: Plan, sc: Scenario) -> None:
             "admission_samples": admission,
             "flow_p99_samples": flow_p99,
         }
+
+
+def reason_of(body: Any) -> str:
+    """An error answer's code and reason, e.g. `token_expired dropped`."""
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    return f"{error.get('code', '')} {error.get('reason', '')}".strip()
 
 
 def flow_p99_per_second(

@@ -17,7 +17,14 @@ import contextlib
 import logging
 import time
 
-from services.queue.core import Health, Shedding, burst_for, combined_health, next_rate
+from services.queue.core import (
+    Health,
+    Shedding,
+    burst_for,
+    combined_health,
+    next_rate,
+    poll_ceiling_ms,
+)
 from services.queue.metrics import QueueMetrics
 from services.queue.model import SALE_OPEN, SALE_PAUSED, SALE_SOLD_OUT
 from services.queue.settings import QueueSettings
@@ -127,6 +134,7 @@ class Admission:
                 int(s.tokens.wait_heartbeat_s * 1000), time.monotonic() * 1000
             ),
             burst=burst_for(rate),
+            first_grace_ms=poll_ceiling_ms(int(s.tokens.wait_heartbeat_s * 1000)),
         )
         if r.gone:  # the concert's keys reached their retention and expired
             await self.store.forget_concert(concert_id)

@@ -34,11 +34,18 @@ def eta_seconds(pos: int, measured_rate: float, configured_rate: float) -> list[
     return [math.floor(mid * 0.75), math.ceil(mid * 1.25)]
 
 
+def poll_ceiling_ms(heartbeat_ms: int) -> int:
+    """The longest a waiting fan is told to wait between polls: a third of the heartbeat, at
+    most MAX_POLL_MS. A fan admitted just after a poll checks in at most this much later, so an
+    admitted token's first deadline is this much later too (PROMOTE's first_grace_ms)."""
+    return max(MIN_POLL_MS, min(MAX_POLL_MS, heartbeat_ms // 3))
+
+
 def poll_after_ms(
     status: str, pos: int | None, rate: float, *, heartbeat_ms: int, active_ttl_ms: int, ticket: int
 ) -> int:
     """When to poll again: soon near the front, rarely far back, always inside the heartbeat."""
-    ceiling = max(MIN_POLL_MS, min(MAX_POLL_MS, heartbeat_ms // 3))
+    ceiling = poll_ceiling_ms(heartbeat_ms)
     if status == TOKEN_ACTIVE:
         return max(MIN_POLL_MS, min(ceiling, active_ttl_ms // 3))
     base = ceiling if pos is None or rate <= 0 else min(ceiling, pos / rate * 1000 / 3)

@@ -175,12 +175,15 @@ class Room:
         heartbeat_ms: int,
         burst: int,
         limit: int,
+        first_grace_ms: int = 0,
     ) -> tuple[int, int, int, int, int, str, str]:
         """One admission tick: (admitted, expired, dropped, waiting, active, rate, sale);
         admitted -1 when the queue does not exist. Expires active tokens past their deadline and
         drops waiting ones past their heartbeat (at most `limit` each), then, while the sale is
         open, admits the front of the line, as many as a token bucket (`admit_per_s`, depth
-        `burst`), the free active places (`max_active`) and `limit` allow."""
+        `burst`), the free active places (`max_active`) and `limit` allow. An admitted token's
+        first deadline is `first_grace_ms` later than a renewal's: its fan may be between two
+        polls."""
         if self.seq == 0:
             return (-1, 0, 0, 0, 0, "0", SALE_OPEN)
         expired = sorted((d, u) for u, d in self.active.items() if d <= now)[:limit]
@@ -210,7 +213,7 @@ class Room:
             for ticket, user in sorted((t, u) for u, t in self.waiting.items())[:n]:
                 del self.waiting[user]
                 self.heartbeat.pop(user, None)
-                self.active[user] = now + ttl_ms
+                self.active[user] = now + ttl_ms + first_grace_ms
                 token = self.users.get(user) or Token(ticket, now, TOKEN_WAITING)
                 self._set(user, token, TOKEN_ACTIVE)
                 admitted += 1

@@ -192,12 +192,13 @@ class QueueStore:
         heartbeat_ms: int,
         burst: int,
         limit: int = 1000,
+        first_grace_ms: int = 0,
     ) -> Promoted:
         r = await self._call(
             "promote",
             self._promote,
             concert_id,
-            [admit_per_s, max_active, active_ttl_ms, heartbeat_ms, burst, limit],
+            [admit_per_s, max_active, active_ttl_ms, heartbeat_ms, burst, limit, first_grace_ms],
         )
         return Promoted(
             int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5]), int(r[6]), str(r[7])

@@ -42,6 +42,7 @@ ops = st.lists(
             st.integers(0, 5),  # max active
             st.integers(1, 3),  # limit
             st.sampled_from([0.0, 50.0, 1000.0]),  # admit per s
+            st.sampled_from([0, 30]),  # first grace ms
         ),
         st.tuples(st.just("complete"), st.sampled_from(USERS), st.booleans()),
         st.tuples(st.just("hold"), st.sampled_from(USERS), st.booleans()),  # open or lapsed
@@ -140,8 +141,13 @@ async def run(redis_url: str, steps: list[tuple[Any, ...]]) -> None:
                 want = model.touch(user, claims.ticket, state.now_ms, renew=renew, **times)
                 assert state == token_state(claims, list(want)), step
             elif step[0] == "promote":
-                _, burst, max_active, limit, rate = step
-                tick = {"max_active": max_active, "burst": burst, "limit": limit}
+                _, burst, max_active, limit, rate, grace = step
+                tick = {
+                    "max_active": max_active,
+                    "burst": burst,
+                    "limit": limit,
+                    "first_grace_ms": grace,
+                }
                 p = await store.promote(
                     concert,
                     admit_per_s=rate,

@@ -165,6 +165,9 @@ class TestAdmission:
     ) -> None:
         concert = await on_sale(redis_url)
         env = {"QUEUE_ADMIT_PER_S": "1000", "QUEUE_MAX_ACTIVE": "1", "QUEUE_ACTIVE_TTL_S": "0.5"}
+        # Heartbeat 1.5 s: waiters poll every 0.5 s at most, so a newly admitted token's first
+        # check-in grace is 0.5 s and a's token lapses 1 s after admission.
+        env["QUEUE_WAIT_HEARTBEAT_S"] = "1.5"
         async with queue_instance(redis_url, **env) as q:
             a = await enter(q, concert, "a")
             b = await enter(q, concert, "b")

@@ -131,3 +131,14 @@ class TestTokens:
         assert room.users["a"].state == TOKEN_WAITING
         assert room.complete_if_settled("a", 1, holds=[500], now=2_000) == TOKEN_WAITING
         assert room.users["a"].state == TOKEN_COMPLETED
+
+
+def test_an_admitted_fan_gets_a_first_grace_to_check_in_between_two_polls() -> None:
+    room = Room()
+    room.enter("a", 0, **TIMES)
+    tick = {"max_active": 5, "burst": 5, "limit": 5}
+    room.promote(10, admit_per_s=1000, **TIMES, **tick, first_grace_ms=500)
+    assert room.active["a"] == 10 + TIMES["ttl_ms"] + 500
+    # Once the fan checks in, renewals run on the plain time to live again.
+    room.touch("a", 1, 20, **TIMES, renew=True)
+    assert room.active["a"] == 20 + TIMES["ttl_ms"]

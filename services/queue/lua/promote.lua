@@ -1,11 +1,13 @@
 -- One admission tick (the rules: services/queue/model.py, Room.promote).
--- ARGV: admit_per_s, max_active, active_ttl_ms, heartbeat_ms, burst, limit
+-- ARGV: admit_per_s, max_active, active_ttl_ms, heartbeat_ms, burst, limit, first_grace_ms (an
+-- admitted fan has this much longer to check in first: they may be between two polls)
 -- -> {admitted, expired, dropped, waiting, active, rate (string), now_ms, sale}; admitted = -1:
 -- the queue is gone. Only an open sale admits (a paused or sold-out one only expires and drops).
 local now = now_ms()
 if redis.call('EXISTS', K_SEQ) == 0 then return {-1, 0, 0, 0, 0, '0', now, 'open'} end
 local rate, max_active, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local hb_ms, burst, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local grace = tonumber(ARGV[7]) or 0
 local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, limit)
 for _, u in ipairs(expired) do
   local t, i = get_user(u)
@@ -35,7 +37,7 @@ if n > 0 then
     local u = popped[j]
     local t, i = get_user(u)
     redis.call('ZREM', K_HB, u)
-    redis.call('ZADD', K_ACTIVE, now + ttl, u)
+    redis.call('ZADD', K_ACTIVE, now + ttl + grace, u)
     set_state(u, t or popped[j + 1], i or now, 'a')
     admitted = admitted + 1
   end
