@@ -39,6 +39,10 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     rexc.ReadOnlyError,
     rexc.OutOfMemoryError,
     rexc.SlotNotCoveredError,
+    # The cluster client's last word once no node answers while it re-reads the topology
+    # ("Redis Cluster cannot be connected"): an outage, seen as a 500 before (a test pausing
+    # every node of a cluster found it).
+    rexc.RedisClusterException,
     OSError,
 )
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from redis.asyncio.cluster import RedisCluster
 
 from infra.embedded import Server
 from shared.errors import TokenInvalid, TokenMismatch, TokenNotActive
@@ -567,13 +568,13 @@ class TestHeartbeatUnderShedding:
     """A waiter who stops polling is dropped after the heartbeat; one whose polls the queue
     refused (503) is not: while the queue sheds, the heartbeat is widened (core.Shedding)."""
 
-    HEARTBEAT = {**PAUSED, "QUEUE_WAIT_HEARTBEAT_S": "3"}
+    HEARTBEAT = {**PAUSED, "QUEUE_WAIT_HEARTBEAT_S": "8"}
 
     async def test_a_waiter_silent_past_the_heartbeat_is_dropped(self, redis_url: str) -> None:
         concert = await on_sale(redis_url)
         async with queue_instance(redis_url, **self.HEARTBEAT) as q:
             token = (await enter(q, concert, "quiet"))["token"]
-            await asyncio.sleep(3.6)
+            await asyncio.sleep(8.6)
             status, body = await status_of(q, token)
             assert status == 410 and body["error"]["reason"] == "dropped", body
 
@@ -587,13 +588,18 @@ class TestHeartbeatUnderShedding:
             await asyncio.sleep(0.3)
             admin = create_redis(redis_url, socket_timeout=5, max_connections=1)
             try:
-                # Redis stops answering for 1.5 s (data kept): the fan's poll meets a 503 (the
-                # client's 0.5 s timeout, tried twice).
-                await admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+                # Redis stops answering for 4 s (data kept): the fan's poll meets a 503 once the
+                # client's timeouts and retries (more of them on a cluster) are spent.
+                everywhere = (
+                    {"target_nodes": RedisCluster.ALL_NODES}
+                    if isinstance(admin, RedisCluster)
+                    else {}
+                )  # on a cluster, every node: the concert's slot may live on any of them
+                await admin.execute_command("CLIENT", "PAUSE", "4000", "ALL", **everywhere)
                 status, _ = await status_of(q, token)
                 assert status == 503
             finally:
                 await admin.aclose()
-            await asyncio.sleep(3.6 - (time.monotonic() - started))  # past the heartbeat
+            await asyncio.sleep(8.6 - (time.monotonic() - started))  # past the heartbeat
             status, body = await status_of(q, token)
             assert status == 200 and body["status"] == "waiting", body
