@@ -21,12 +21,15 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 # Debian packages the embedded stack needs, by the command that shows each is there.
 APT_NEEDS := redis-server:redis-server redis-sentinel:redis-sentinel java:openjdk-17-jre-headless mvn:maven \
-  promtool:prometheus prometheus-redis-exporter:prometheus-redis-exporter
+  promtool:prometheus prometheus-redis-exporter:prometheus-redis-exporter \
+  chromium:chromium
 
-deps: $(VENV)/.installed ## Virtualenv (pinned deps); redis-server, Java and Maven if missing; Kafka
+deps: $(VENV)/.installed ## Virtualenv (pinned deps); redis-server, Java, Maven, Chromium if missing; Kafka
 	@missing=$$(for need in $(APT_NEEDS); do command -v $${need%%:*} >/dev/null || echo $${need#*:}; done); \
 	if [ -n "$$missing" ]; then echo "installing Debian's" $$missing; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+	@fc-list :lang=ko 2>/dev/null | grep -q . || { echo "installing Debian's fonts-nanum (Korean text in the page's browser tests)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fonts-nanum >/dev/null; }
 	@$(PY) -m infra.kafka_broker >/dev/null  # resolves the pinned Kafka from Maven Central, once
 
 run: deps ## Start Redis, Kafka (KAFKA_CLUSTER=3: three nodes) and every service (Ctrl-C stops all)

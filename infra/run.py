@@ -9,13 +9,16 @@ the embedded servers. RUN_DIR (default .run) holds logs and broker data.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
+from infra.gateway import create_gateway, serve_in_thread
 from infra.stack import ROOT, Stack
 from infra.supervisor import Supervisor
 from shared.settings import Env
@@ -44,11 +47,29 @@ def print_dev_secrets(stack: Stack, workdir: Path) -> None:
         )
 
 
+def open_demo_concert(stack: Stack, reservation_url: str, concert: str, seats: int) -> None:
+    """A concert on sale for the page to show (dev); creating it again with the same values is
+    accepted, so a restarted `make run` keeps it."""
+    body = json.dumps({"concert_id": concert, "seats": seats, "price": 50_000}).encode()
+    request = urllib.request.Request(
+        f"{reservation_url}/v1/concerts",
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {stack.env['ADMIN_TOKEN']}",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=15):
+        pass
+
+
 def main() -> int:
     e = Env()
     workdir = Path(e.text("RUN_DIR", str(ROOT / ".run")))
     stack = Stack(workdir)
     done = threading.Event()
+    urls: dict[str, str] = {}
+    stop_gateway = None
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     try:
@@ -65,9 +86,24 @@ def main() -> int:
                 workers=e.integer(workers_var, 1, minimum=1) if workers_var else 1,
             )
             print(f"{name:<16}{service.url}  (metrics {service.url}/metrics)", flush=True)
+            urls[name] = service.url
         print(f"{'logs':<16}{workdir / 'logs'}", flush=True)
-        if stack.env.get("APP_ENV", "dev") == "dev":
+        dev = stack.env.get("APP_ENV", "dev") == "dev"
+        if dev:
             print_dev_secrets(stack, workdir)
+        # The fan's page, and the API behind it, on one origin (as the Ingress does).
+        gateway = create_gateway(urls, stack.env["IDENTITY_JWT_SECRET"] if dev else "")
+        port = e.integer("RUN_PAGE_PORT", 8080)
+        failed: list[BaseException] = []
+        stop_gateway = serve_in_thread(gateway, port, failed.append)
+        if failed:
+            raise RuntimeError(f"the page's port {port} is taken: set RUN_PAGE_PORT") from failed[0]
+        page = f"http://127.0.0.1:{port}/"
+        if dev:
+            concert = e.text("RUN_DEMO_CONCERT", "demo")
+            open_demo_concert(stack, urls["reservation"], concert, e.integer("RUN_DEMO_SEATS", 40))
+            page += f"?concert={concert}"
+        print(f"{'page':<16}{page}  (the fan's page: sign in, queue, seat, pay)", flush=True)
         print("ready - Ctrl-C stops everything", flush=True)
         supervisor = Supervisor(stack, lambda line: print(line, file=sys.stderr, flush=True))
         while not done.wait(0.5):
@@ -77,6 +113,8 @@ def main() -> int:
         print(f"make run failed: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
+        if stop_gateway is not None:
+            stop_gateway()
         stack.stop()
         print("stopped", flush=True)
 

@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -18,16 +17,15 @@ from services.queue.admission import Admission
 from services.queue.core import (
     Observed,
     RateLimiter,
-    eta_seconds,
-    iso_ms,
-    poll_after_ms,
-    position,
 )
 from services.queue.metrics import QueueMetrics
-from services.queue.model import SALE_OPEN, SALE_PAUSED, SALE_SOLD_OUT
+from services.queue.model import SALE_OPEN, SALE_SOLD_OUT
+from services.queue.page import add_page
+from services.queue.push import Push, follow
 from services.queue.seat_facts import SeatFacts
 from services.queue.settings import QueueSettings
 from services.queue.store import QueueStore
+from services.queue.views import SALE_MESSAGES, token_view
 from shared.cors import cors_middleware
 from shared.errors import (
     DomainError,
@@ -61,72 +59,6 @@ from shared.waiting_room import (
     raise_if_gone,
 )
 
-SALE_MESSAGES = {
-    SALE_PAUSED: "Every seat is held by fans paying right now. Seats whose payment fails or "
-    "whose hold lapses come back, and the line moves on then: keep your place.",
-    SALE_SOLD_OUT: "Sold out: every seat of this concert has been bought. The line is closed.",
-}
-
-
-def token_view(
-    token: str,
-    claims: TokenClaims,
-    seen: Observed,
-    *,
-    configured_rate: float,
-    heartbeat_ms: int,
-    active_ttl_ms: int,
-    sale: str = SALE_OPEN,
-) -> dict[str, Any]:
-    """A token's JSON answer: what the core computes, in the API's shape. A waiting token of a
-    sold-out concert gets the final status `sold_out` (no position, no more polling); while the
-    sale is paused it keeps its place with no ETA."""
-    if seen.state == TOKEN_WAITING and sale == SALE_SOLD_OUT:
-        return {
-            "token": token,
-            "concert_id": claims.concert_id,
-            "user_id": claims.user_id,
-            "status": "sold_out",
-            "ticket": claims.ticket,
-            "position": None,
-            "eta_seconds": None,
-            "poll_after_ms": None,
-            "expires_at": None,
-            "sale": sale,
-            "message": SALE_MESSAGES[sale],
-        }
-    if seen.state == TOKEN_WAITING:
-        pos: int | None = position(claims.ticket, seen.frontier)
-        eta = eta_seconds(pos or 0, seen.measured_rate, configured_rate)
-        expires = seen.now_ms + heartbeat_ms
-        rate = seen.measured_rate if seen.measured_rate > 0.01 else configured_rate
-        if sale == SALE_PAUSED:
-            eta, rate = None, 0.0
-    else:
-        pos, eta, expires, rate = None, None, seen.deadline_ms, configured_rate
-    view: dict[str, Any] = {
-        "token": token,
-        "concert_id": claims.concert_id,
-        "user_id": claims.user_id,
-        "status": "waiting" if seen.state == TOKEN_WAITING else "active",
-        "ticket": claims.ticket,
-        "position": pos,
-        "eta_seconds": eta,
-        "poll_after_ms": poll_after_ms(
-            seen.state,
-            pos,
-            rate,
-            heartbeat_ms=heartbeat_ms,
-            active_ttl_ms=active_ttl_ms,
-            ticket=claims.ticket,
-        ),
-        "expires_at": iso_ms(expires),
-        "sale": sale,
-    }
-    if sale in SALE_MESSAGES:
-        view["message"] = SALE_MESSAGES[sale]
-    return view
-
 
 @dataclass
 class Queue:
@@ -141,6 +73,7 @@ class Queue:
     metrics: QueueMetrics
     per_user: RateLimiter
     per_ip: RateLimiter
+    push: Push
 
     @property
     def drop_after_ms(self) -> int:
@@ -217,6 +150,23 @@ async def status(request: web.Request) -> web.Response:
     state = await q.room.touch(q.room.decode(token), heartbeat_ms=q.drop_after_ms)
     raise_if_gone(state)
     return json_response(q.view(token, state.claims, observed(state)))
+
+
+async def status_events(request: web.Request) -> web.StreamResponse:
+    """The token's status pushed as it changes (Server-Sent Events; push.py)."""
+    q = request.app[QUEUE]
+    token = request.match_info["token"]
+    claims = q.room.decode(token)
+
+    async def touch() -> Observed:
+        state = await q.room.touch(claims, heartbeat_ms=q.drop_after_ms)
+        raise_if_gone(state)
+        return observed(state)
+
+    first = q.view(token, claims, await touch())  # a bad or ended token: a plain 4xx answer
+    return await follow(
+        request, q.push, claims, first, lambda seen: q.view(token, claims, seen), touch
+    )
 
 
 async def validate(request: web.Request) -> web.Response:
@@ -345,9 +295,16 @@ def create_app(settings: QueueSettings) -> web.Application:
             metrics=metrics,
             per_user=RateLimiter(settings.entry_rate_per_user),
             per_ip=RateLimiter(settings.entry_rate_per_ip),
+            push=Push(
+                store,
+                every_s=settings.push_interval_s,
+                renew_every_s=settings.tokens.wait_heartbeat_s / 3,
+            ),
         )
         await load_scripts(redis, [*store.scripts, *app[QUEUE].room.scripts])
         loop_task = asyncio.create_task(app[QUEUE].admission.run(), name="admission")
+        push_task = asyncio.create_task(app[QUEUE].push.run(), name="queue push")
+        app[DRAIN].on_begin(app[QUEUE].push.close)
         seat_facts = None
         if infra.kafka_brokers:
             consumer = SeatFacts(
@@ -367,6 +324,8 @@ def create_app(settings: QueueSettings) -> web.Application:
             with contextlib.suppress(asyncio.CancelledError):
                 await seat_facts
         app[QUEUE].admission.stop()
+        app[QUEUE].push.stop()
+        await push_task
         try:
             await asyncio.wait_for(loop_task, 5.0)
         except TimeoutError:
@@ -377,11 +336,13 @@ def create_app(settings: QueueSettings) -> web.Application:
     app.cleanup_ctx.append(resources)
     app.router.add_post("/v1/queue/tokens", enter)
     app.router.add_get("/v1/queue/tokens/{token}", status)
+    app.router.add_get("/v1/queue/tokens/{token}/events", status_events)
     app.router.add_post("/v1/queue/tokens/{token}/validate", validate)
     app.router.add_delete("/v1/queue/tokens/{token}", complete)
     app.router.add_get("/v1/queue/{concert_id}", concert_stats)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", http_metrics.handler)
+    add_page(app)
     publish_openapi(app, Path(__file__).with_name("openapi.json"))
     return app

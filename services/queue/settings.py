@@ -24,6 +24,7 @@ class QueueSettings:
     max_active: int
     tokens: TokenTimes
     admission_interval_s: float
+    push_interval_s: float
     entry_rate_per_user: float
     entry_rate_per_ip: float
     trust_forwarded_for: bool
@@ -70,6 +71,10 @@ class QueueSettings:
             tokens=TokenTimes.from_env(e),
             admission_interval_s=e.number(
                 "QUEUE_ADMISSION_INTERVAL_MS", 100.0, minimum=5.0, maximum=5000.0
+            )
+            / 1000,
+            push_interval_s=e.number(
+                "QUEUE_PUSH_INTERVAL_MS", 500.0, minimum=50.0, maximum=10_000.0
             )
             / 1000,
             entry_rate_per_user=e.number("QUEUE_ENTRY_RATE_PER_USER", 2.0, minimum=0.0),

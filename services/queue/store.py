@@ -32,6 +32,7 @@ STATS_LUA = LUA_PRELUDE + read_lua(__file__, "stats")
 SEAT_LUA = ALLOW_OOM + LUA_PRELUDE + read_lua(__file__, "seat")
 CONTROL_READ_LUA = LUA_PRELUDE + read_lua(__file__, "control_read")
 CONTROL_WRITE_LUA = ALLOW_OOM + LUA_PRELUDE + read_lua(__file__, "control_write")
+WATCH_LUA = ALLOW_OOM + LUA_PRELUDE + read_lua(__file__, "watch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,16 @@ class Promoted:
     @property
     def gone(self) -> bool:
         return self.admitted < 0
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """What every fan of a concert sees alike: the line's front, its pace, the sale."""
+
+    frontier: int
+    measured_rate: float
+    sale: str
+    now_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +119,9 @@ class QueueStore:
         self._control_read: Any = redis.register_script(CONTROL_READ_LUA)
         self._control_write: Any = redis.register_script(CONTROL_WRITE_LUA)
         self._seat: Any = redis.register_script(SEAT_LUA)
+        self._watch: Any = redis.register_script(WATCH_LUA)
         self.scripts = [
+            self._watch,
             self._seat,
             self._enter,
             self._promote,
@@ -259,6 +272,11 @@ class QueueStore:
         """Store a control decision unless another instance decided since `expected_at_ms`."""
         args = [expected_at_ms, repr(rate), decreased_at_ms, reason]
         return bool(await self._call("control_write", self._control_write, concert_id, args))
+
+    async def watch(self, concert_id: str, renew: list[str]) -> Gate:
+        """The concert's gate, renewing the heartbeat of `renew` (fans with an open stream)."""
+        r = await self._call("watch", self._watch, concert_id, renew)
+        return Gate(int(r[0]), float(r[1]), str(r[2]), int(r[3]))
 
     async def register_concert(self, concert_id: str) -> None:
         await self._plain("sadd", CONCERTS_KEY, concert_id)

@@ -20,6 +20,7 @@ from services.reservation.context import Reservations, SeatRecords, now_ms
 from services.reservation.ids import ReservationIds
 from services.reservation.settings import ReservationSettings
 from services.reservation.store import ReservationStore
+from services.reservation.stream import reservation_events
 from services.reservation.web import create_web_app
 from shared.compat import committed_offsets
 from shared.faust_app import (
@@ -122,5 +123,7 @@ def create_app(settings: ReservationSettings) -> faust.App:
         ctx.sweeper.stale = True  # the table changed under the heap: rebuild it on the next sweep
 
     track_group(app, ctx.metrics)
-    app.web_server(AiohttpServer(create_web_app(ctx, redis), settings.host, settings.port))
+    web_app = create_web_app(ctx, redis)
+    web_app.router.add_get("/v1/reservations/{reservation_id}/events", reservation_events)
+    app.web_server(AiohttpServer(web_app, settings.host, settings.port))
     return app

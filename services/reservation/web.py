@@ -151,7 +151,9 @@ async def reserve(request: web.Request) -> web.Response:
         rid, ref = await _reserve(ctx, request)
     wait_ms = _wait_ms(request)
     if wait_ms and _decided_here(ctx, ref):
-        return json_response(_view(rid, ref, await _while(ctx, ref, rid, PENDING, wait_ms)), 202)
+        return json_response(
+            reservation_view(rid, ref, await status_after(ctx, ref, rid, PENDING, wait_ms)), 202
+        )
     return json_response({"reservation_id": rid, "status": PENDING}, 202)
 
 
@@ -206,17 +208,19 @@ async def _reserve(ctx: Reservations, request: web.Request) -> tuple[str, Reserv
         undo=lambda: ctx.store.release_hold(concert_id, user_id, rid),
         reservation_id=rid,
     )
-    return rid, _ref(ctx, rid)
+    return rid, reservation_ref(ctx, rid)
 
 
-def _ref(ctx: Reservations, reservation_id: str) -> ReservationRef:
+def reservation_ref(ctx: Reservations, reservation_id: str) -> ReservationRef:
     ref = ctx.ids.parse(reservation_id)
     if ref is None:
         raise NotFound("no such reservation", field="reservation_id")
     return ref
 
 
-def _view(reservation_id: str, ref: ReservationRef, r: Reservation | None) -> dict[str, Any]:
+def reservation_view(
+    reservation_id: str, ref: ReservationRef, r: Reservation | None
+) -> dict[str, Any]:
     if r is None:
         return {
             "reservation_id": reservation_id,
@@ -240,7 +244,7 @@ def _view(reservation_id: str, ref: ReservationRef, r: Reservation | None) -> di
     }
 
 
-async def _elsewhere(request: web.Request, ref: ReservationRef) -> web.Response | None:
+async def from_owner(request: web.Request, ref: ReservationRef) -> web.Response | None:
     """The owner's answer when another worker owns this seat's partition, else None."""
     if ROUTED in request.headers:
         return None
@@ -252,7 +256,7 @@ async def _elsewhere(request: web.Request, ref: ReservationRef) -> web.Response 
     return await forward(request.app[HTTP], request, target, me)
 
 
-def _require_owner(ctx: Reservations, request: web.Request, ref: ReservationRef) -> None:
+def require_owner(ctx: Reservations, request: web.Request, ref: ReservationRef) -> None:
     """Only the fan who reserved may look a reservation up: their Queue-Token (signed, for this
     user and concert) is the proof. It need not be active still: a fan whose seat is confirmed
     has finished their turn, and still reads the outcome."""
@@ -265,22 +269,24 @@ async def get_reservation(request: web.Request) -> web.Response:
     """`?wait_ms=N` long-polls while the status is still `?seen=` (default: pending)."""
     ctx = request.app[CTX]
     rid = request.match_info["reservation_id"]
-    ref = _ref(ctx, rid)
-    _require_owner(ctx, request, ref)
-    if (routed := await _elsewhere(request, ref)) is not None:
+    ref = reservation_ref(ctx, rid)
+    require_owner(ctx, request, ref)
+    if (routed := await from_owner(request, ref)) is not None:
         return routed
     wait_ms = _wait_ms(request)
     seen = request.query.get("seen", PENDING)
     if seen not in STATUSES:
         raise InvalidRequest(f"seen must be one of {', '.join(STATUSES)}", field="seen")
-    return json_response(_view(rid, ref, await _while(ctx, ref, rid, seen, wait_ms)))
+    return json_response(
+        reservation_view(rid, ref, await status_after(ctx, ref, rid, seen, wait_ms))
+    )
 
 
 def _wait_ms(request: web.Request) -> int:
     return query_int(request, "wait_ms", default=0, low=0, high=MAX_WAIT_MS)
 
 
-async def _while(
+async def status_after(
     ctx: Reservations, ref: ReservationRef, rid: str, seen: str, wait_ms: int
 ) -> Reservation | None:
     """The reservation once its status is no longer `seen`, or as it is after `wait_ms`."""
@@ -306,8 +312,8 @@ async def pay(request: web.Request) -> web.Response:
     or whatever ended the hold): it is answered as `"reservation"`."""
     ctx = request.app[CTX]
     rid = request.match_info["reservation_id"]
-    ref = _ref(ctx, rid)
-    if (routed := await _elsewhere(request, ref)) is not None:
+    ref = reservation_ref(ctx, rid)
+    if (routed := await from_owner(request, ref)) is not None:
         return routed
     wait_ms = _wait_ms(request)
     body = await read_json_object(request)
@@ -340,7 +346,9 @@ async def pay(request: web.Request) -> web.Response:
     )
     answer: dict[str, Any] = {"payment_id": payment_id, "status": PENDING}
     if wait_ms:
-        answer["reservation"] = _view(rid, ref, await _while(ctx, ref, rid, HELD, wait_ms))
+        answer["reservation"] = reservation_view(
+            rid, ref, await status_after(ctx, ref, rid, HELD, wait_ms)
+        )
     return json_response(answer, 202)
 
 

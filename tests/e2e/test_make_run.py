@@ -89,6 +89,7 @@ def run_env(run_dir: Path, **extra: str) -> dict[str, str]:
         "RESERVATION_PORT": str(free_port()),
         "PAYMENT_PORT": str(free_port()),
         "SEAT_PROJECTION_PORT": str(free_port()),
+        "RUN_PAGE_PORT": str(free_port()),
         "QUEUE_ADMIT_PER_S": "1000",
         "PYTHONUNBUFFERED": "1",
         **extra,

@@ -1,7 +1,6 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.queue.app import token_view  # the HTTP shell's view of what the core computes
 from services.queue.core import (
     MAX_POLL_MS,
     MIN_POLL_MS,
@@ -13,6 +12,7 @@ from services.queue.core import (
     poll_after_ms,
     position,
 )
+from services.queue.views import token_view  # the HTTP shell's view of what the core computes
 from shared.tokens import TOKEN_ACTIVE, TOKEN_WAITING, TokenClaims
 
 

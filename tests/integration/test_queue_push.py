@@ -1,0 +1,115 @@
+"""A fan's place pushed over Server-Sent Events, on real Redis (services/queue/push.py): one
+read per concert per process feeds every open stream, and an open stream keeps its fan in line."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from typing import Any
+
+import orjson
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
+
+from tests.support.queue import enter, on_sale, queue_instance
+
+Client = TestClient[Any, Any]
+PAUSED = {"QUEUE_ADMIT_PER_S": "0", "QUEUE_PUSH_INTERVAL_MS": "100"}
+
+
+async def next_event(response: ClientResponse) -> tuple[str, Any]:
+    """The next `event:`/`data:` pair of the stream (comments and `retry:` skipped)."""
+    name, data = "message", None
+    while True:
+        line = (await asyncio.wait_for(response.content.readline(), 10.0)).decode()
+        if line == "":
+            return "eof", None
+        line = line.rstrip("\n")
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data = orjson.loads(line[6:])
+        elif line == "" and data is not None:
+            return name, data
+
+
+async def ops(client: Client, op: str) -> float:
+    text = await (await client.get("/metrics")).text()
+    found = re.search(rf'^redis_call_duration_seconds_count{{op="{op}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_a_waiting_fan_is_pushed_each_move_and_the_stream_ends_at_admission(
+    redis_url: str,
+) -> None:
+    concert = await on_sale(redis_url)
+    async with queue_instance(redis_url, QUEUE_ADMIT_PER_S="4", QUEUE_PUSH_INTERVAL_MS="100") as q:
+        tokens = [(await enter(q, concert, f"fan-{i}"))["token"] for i in range(6)]
+        response = await q.get(f"/v1/queue/tokens/{tokens[-1]}/events")
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        seen: list[dict[str, Any]] = []
+        while True:
+            name, data = await next_event(response)
+            if name == "eof":
+                break
+            assert name == "status", (name, data)
+            seen.append(data)
+        waiting = [v["position"] for v in seen if v["status"] == "waiting"]
+        assert seen[-1]["status"] == "active", seen
+        assert len(waiting) >= 2 and waiting == sorted(waiting, reverse=True), waiting
+        news = [(v["position"], v["eta_seconds"], v["sale"]) for v in seen]
+        assert all(a != b for a, b in itertools.pairwise(news)), news  # only changes
+
+
+async def test_one_read_per_concert_serves_every_open_stream(redis_url: str) -> None:
+    concert = await on_sale(redis_url)
+    async with queue_instance(redis_url, **PAUSED) as q:
+        tokens = [(await enter(q, concert, f"fan-{i}"))["token"] for i in range(40)]
+        streams = [await q.get(f"/v1/queue/tokens/{t}/events") for t in tokens]
+        for s in streams:
+            assert (await next_event(s))[0] == "status"
+        watch_0, touch_0 = await ops(q, "watch"), await ops(q, "touch")
+        await asyncio.sleep(2.0)
+        watches = await ops(q, "watch") - watch_0
+        assert 5 <= watches <= 30, watches  # ~20 reads at 100 ms, whatever the 40 fans
+        assert await ops(q, "touch") - touch_0 == 0  # no fan costs a call of their own
+        for s in streams:
+            s.close()
+
+
+async def test_an_open_stream_keeps_a_fan_who_never_polls_in_line(redis_url: str) -> None:
+    concert = await on_sale(redis_url)
+    async with queue_instance(redis_url, **PAUSED, QUEUE_WAIT_HEARTBEAT_S="1.5") as q:
+        streamed = (await enter(q, concert, "streaming"))["token"]
+        silent = (await enter(q, concert, "silent"))["token"]
+        stream = await q.get(f"/v1/queue/tokens/{streamed}/events")
+        assert (await next_event(stream))[0] == "status"
+        await asyncio.sleep(3.5)  # more than twice the heartbeat, with no poll from either
+        kept = await q.get(f"/v1/queue/tokens/{streamed}")
+        assert kept.status == 200 and (await kept.json())["status"] == "waiting"
+        dropped = await q.get(f"/v1/queue/tokens/{silent}")
+        assert dropped.status == 410 and (await dropped.json())["error"]["reason"] == "dropped"
+        stream.close()
+
+
+async def test_a_token_that_ended_while_streaming_gets_a_gone_event(redis_url: str) -> None:
+    concert = await on_sale(redis_url)
+    async with queue_instance(redis_url, QUEUE_ADMIT_PER_S="0", QUEUE_PUSH_INTERVAL_MS="100") as q:
+        token = (await enter(q, concert, "leaver"))["token"]
+        stream = await q.get(f"/v1/queue/tokens/{token}/events")
+        assert (await next_event(stream))[0] == "status"
+        assert (await q.delete(f"/v1/queue/tokens/{token}")).status == 204  # they left the line
+        # Leaving moves the front past their ticket: the stream asks what became of them.
+        name, data = await next_event(stream)
+        assert name == "gone", (name, data)
+        assert data["error"]["code"] == "token_expired"
+        assert await next_event(stream) == ("eof", None)
+
+
+async def test_a_bad_token_is_a_plain_json_error_not_a_stream(redis_url: str) -> None:
+    async with queue_instance(redis_url, **PAUSED) as q:
+        response = await q.get("/v1/queue/tokens/not-a-token/events")
+        assert response.status == 401
+        assert (await response.json())["error"]["code"] == "invalid_token"
