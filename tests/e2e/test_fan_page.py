@@ -135,11 +135,11 @@ class TestAFanInTheBrowser:
         if won.is_visible():  # a got it, so b lost it and is told so in Korean
             expect(lost_ko).to_be_visible(timeout=15_000)
             expect(b.locator("#result-text")).to_contain_text("3번 좌석")
-            shot(b, "5-seat-taken-ko")
+            shot(b, "5-seat-taken")
         else:
             expect(b.get_by_role("button", name="지금 결제")).to_be_visible(timeout=15_000)
             expect(a.locator("#result-text")).to_contain_text("Another fan reserved seat 3")
-            shot(a, "5-seat-taken-en")
+            shot(a, "5-seat-taken")
 
     def test_a_hold_left_unpaid_runs_out_and_the_page_says_so(
         self, stack: dict[str, str], browser: Browser
