@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue bench-queue-workers bench-reservation perf perf-queue perf-reservation perf-spike perf-soak perf-idle perf-smoke chaos chaos-smoke test-redis-cluster clean
+.PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue bench-queue-workers bench-reservation bench-sse perf perf-queue perf-reservation perf-spike perf-soak perf-idle perf-smoke chaos chaos-smoke test-redis-cluster clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench-queue: perf-queue ## = perf-queue (the harness's queue scenario, with the 
 
 bench-queue-workers: deps ## Queue per operation, 1 and 2 worker processes, vs bare aiohttp (k6)
 	$(PY) -m perf.harness queue-ops
+
+bench-sse: deps ## Fans following their place over Server-Sent Events: memory per stream, fan-out time
+	$(PY) -m perf.sse_fanout
 
 bench-reservation: perf-reservation ## = perf-reservation (with the raw aiokafka ceiling)
 

@@ -82,7 +82,10 @@ class Queue:
         hb = int(self.settings.tokens.wait_heartbeat_s * 1000)
         return self.admission.shedding.drop_after_ms(hb, time.monotonic() * 1000)
 
-    def view(self, token: str, claims: TokenClaims, seen: Observed) -> dict[str, object]:
+    def view(
+        self, token: str, claims: TokenClaims, seen: Observed, sale: str | None = None
+    ) -> dict[str, object]:
+        """`sale`: as just read from Redis, else as this process's admission loop last saw it."""
         s = self.settings
         return token_view(
             token,
@@ -91,7 +94,7 @@ class Queue:
             configured_rate=self.admission.rate_of(claims.concert_id),
             heartbeat_ms=int(s.tokens.wait_heartbeat_s * 1000),
             active_ttl_ms=int(s.tokens.active_ttl_s * 1000),
-            sale=self.admission.sales.get(claims.concert_id, SALE_OPEN),
+            sale=sale or self.admission.sales.get(claims.concert_id, SALE_OPEN),
         )
 
     def client_ip(self, request: web.Request) -> str:
@@ -165,7 +168,7 @@ async def status_events(request: web.Request) -> web.StreamResponse:
 
     first = q.view(token, claims, await touch())  # a bad or ended token: a plain 4xx answer
     return await follow(
-        request, q.push, claims, first, lambda seen: q.view(token, claims, seen), touch
+        request, q.push, claims, first, lambda seen, sale: q.view(token, claims, seen, sale), touch
     )
 
 

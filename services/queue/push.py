@@ -4,8 +4,13 @@ A fan who follows their token (`GET /v1/queue/tokens/{token}/events`) costs no R
 their own while they wait. Every `every_s` the process reads each watched concert's gate once
 (WATCH: the line's front, its pace, the sale), renewing the heartbeat of the fans watching it at
 most every `renew_every_s`; each fan's position is computed from that read in memory. Only a fan
-who reaches the front (or whose concert sells out) costs one TOUCH, to learn what became of
-them. A stream ends with the fan's final status here: active, sold out, or gone.
+who reaches the front costs one TOUCH, to learn whether they were admitted. A stream ends with
+the fan's final status: active, sold out, or gone.
+
+A fan is woken at once when their status may change (they reached the front, or the sale
+changed: paused, reopened, sold out); a mere move in line reaches them when it is due, at the
+pace `poll_after_ms` sets for polling (soon near the front, rarely far back). So a stream never
+costs more than polling would, and 50,000 fans far back are not all woken every tick.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from typing import Any
 from aiohttp import web
 
 from services.queue.core import Observed
-from services.queue.model import SALE_SOLD_OUT
 from services.queue.store import Gate, QueueStore
 from shared.errors import DomainError, Unavailable
 from shared.sse import KEEPALIVE_S, Gone, keepalive, open_stream, send
@@ -39,6 +43,7 @@ class Watcher:
 
     user_id: str
     ticket: int
+    due: float = 0.0  # monotonic time of the next routine update
     gate: Gate | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -62,6 +67,7 @@ class Push:
         self.every_s, self.renew_every_s = every_s, renew_every_s
         self.rooms: dict[str, set[Watcher]] = {}
         self._renewed: dict[str, float] = {}
+        self._sale: dict[str, str] = {}
         self._stop = asyncio.Event()
         self.closing = False
 
@@ -82,17 +88,22 @@ class Push:
                 if not room:
                     del self.rooms[claims.concert_id]
                     self._renewed.pop(claims.concert_id, None)
+                    self._sale.pop(claims.concert_id, None)
 
     async def tick(self, now: float) -> None:
-        """One WATCH per watched concert; every watcher of it gets the result."""
+        """One WATCH per watched concert; its watchers get the result when it is news for them
+        (front reached, sale changed) or their routine update is due."""
         for concert_id, room in list(self.rooms.items()):
             renew: list[str] = []
             if now - self._renewed.get(concert_id, 0.0) >= self.renew_every_s:
                 renew = sorted({w.user_id for w in room})
                 self._renewed[concert_id] = now
             gate = await self.store.watch(concert_id, renew)
+            sale_changed = gate.sale != self._sale.get(concert_id, gate.sale)
+            self._sale[concert_id] = gate.sale
             for watcher in list(room):
-                watcher.offer(gate)
+                if sale_changed or watcher.ticket <= gate.frontier or now >= watcher.due:
+                    watcher.offer(gate)
 
     async def run(self) -> None:
         while not self._stop.is_set():
@@ -130,11 +141,12 @@ async def follow(
     push: Push,
     claims: TokenClaims,
     first: dict[str, Any],
-    view_of: Callable[[Observed], dict[str, Any]],
+    view_of: Callable[[Observed, str], dict[str, Any]],
     touch: Callable[[], Awaitable[Observed]],
 ) -> web.StreamResponse:
     """Stream `first`, then every change, until the fan's status is final or they leave.
-    `touch` raises the DomainError of a token that has ended (sent as a `gone` event)."""
+    `view_of(seen, sale)` is the token's answer; `touch` raises the DomainError of a token that
+    has ended (sent as a `gone` event)."""
     response = await open_stream(request)
     try:
         await send(response, "status", first)
@@ -151,11 +163,11 @@ async def follow(
                 if gate is None:
                     await keepalive(response)
                     continue
-                if claims.ticket > gate.frontier and gate.sale != SALE_SOLD_OUT:
+                if claims.ticket > gate.frontier:  # in line (sold out: the view says so)
                     seen = Observed(
                         TOKEN_WAITING, 0, gate.frontier, gate.measured_rate, gate.now_ms
                     )
-                else:  # at the front, or the line closed: what became of this fan?
+                else:  # at the front: admitted, or gone?
                     try:
                         seen = await touch()
                     except Unavailable:
@@ -163,7 +175,8 @@ async def follow(
                     except DomainError as exc:
                         await send(response, "gone", error_event(exc))
                         return response
-                view = view_of(seen)
+                view = view_of(seen, gate.sale)
+                watcher.due = time.monotonic() + (view.get("poll_after_ms") or 0) / 1000
                 if news(view) != last:
                     await send(response, "status", view)
                     last = news(view)

@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import time
 from typing import Any
 
 import orjson
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
 
+from services.queue.store import QueueStore
+from shared.redis_client import create_redis
 from tests.support.queue import enter, on_sale, queue_instance
 
 Client = TestClient[Any, Any]
@@ -106,6 +110,29 @@ async def test_a_token_that_ended_while_streaming_gets_a_gone_event(redis_url: s
         assert name == "gone", (name, data)
         assert data["error"]["code"] == "token_expired"
         assert await next_event(stream) == ("eof", None)
+
+
+async def test_a_sell_out_reaches_every_open_stream_at_once_and_ends_it(redis_url: str) -> None:
+    concert = await on_sale(redis_url, seats=1)
+    # A long heartbeat: fans far back are due a routine update only every 10 s.
+    async with queue_instance(redis_url, **PAUSED, QUEUE_WAIT_HEARTBEAT_S="30") as q:
+        tokens = [(await enter(q, concert, f"fan-{i}"))["token"] for i in range(20)]
+        streams = [await q.get(f"/v1/queue/tokens/{t}/events") for t in tokens]
+        for stream in streams:
+            assert (await next_event(stream))[0] == "status"
+        redis = create_redis(redis_url, socket_timeout=2, max_connections=2)
+        try:  # the seat fact the queue's consumer applies when the last seat is confirmed
+            store = QueueStore(redis, CollectorRegistry())
+            assert await store.seats([(concert, "1", "s", 1)], 600) == ["sold_out"]
+        finally:
+            await redis.aclose()
+        sold = time.monotonic()
+        for stream in streams:
+            name, data = await next_event(stream)
+            assert (name, data["status"]) == ("status", "sold_out"), data
+            assert data["message"].startswith("Sold out")
+            assert await next_event(stream) == ("eof", None)
+        assert time.monotonic() - sold < 3.0  # at once, not at the 10 s routine pace
 
 
 async def test_a_bad_token_is_a_plain_json_error_not_a_stream(redis_url: str) -> None:
