@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # What a fan sees change; `expires_at` and `poll_after_ms` move on every read and are not news.
 NEWS = ("status", "position", "eta_seconds", "sale")
+RENEW_BATCH = 2000  # heartbeats renewed per WATCH call
 
 
 @dataclass(eq=False)
@@ -98,7 +99,10 @@ class Push:
             if now - self._renewed.get(concert_id, 0.0) >= self.renew_every_s:
                 renew = sorted({w.user_id for w in room})
                 self._renewed[concert_id] = now
-            gate = await self.store.watch(concert_id, renew)
+            batches = [renew[i : i + RENEW_BATCH] for i in range(0, len(renew), RENEW_BATCH)]
+            for batch in batches[:-1]:  # in slices: Redis is never blocked for long
+                await self.store.watch(concert_id, batch)
+            gate = await self.store.watch(concert_id, batches[-1] if batches else [])
             sale_changed = gate.sale != self._sale.get(concert_id, gate.sale)
             self._sale[concert_id] = gate.sale
             for watcher in list(room):

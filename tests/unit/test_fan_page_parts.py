@@ -4,6 +4,7 @@ registry's bookkeeping (services/queue/push.py) with a recording stand-in for th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, cast
 
 from hypothesis import given
@@ -87,6 +88,16 @@ class TestPushRegistry:
             for now in (100.0, 101.0, 109.0, 110.0):
                 await push.tick(now)
         assert [r for _, r in store.calls] == [["u1", "u2"], [], [], ["u1", "u2"]]
+
+    async def test_many_heartbeats_are_renewed_in_slices(self) -> None:
+        store = RecordingStore()
+        push = Push(cast(QueueStore, store), every_s=0.1, renew_every_s=10)
+        with contextlib.ExitStack() as open_streams:
+            for i in range(4500):
+                open_streams.enter_context(push.watching(claims("a", f"u{i:04d}", i + 10)))
+            await push.tick(100.0)
+        assert [len(r) for _, r in store.calls] == [2000, 2000, 500]
+        assert len({u for _, r in store.calls for u in r}) == 4500
 
     async def test_a_fan_far_back_is_woken_when_due_or_at_once_for_news(self) -> None:
         store = RecordingStore()  # its n-th read has the front at n
