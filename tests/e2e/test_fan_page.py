@@ -26,7 +26,7 @@ from tests.e2e.test_make_run import call as api
 
 SHOTS = ROOT / "docs" / "screenshots"
 HOLD_S = 6
-AHEAD = 12  # fans already in line, admitted at ADMIT_PER_S: the page's fan waits a few seconds
+AHEAD = 18  # fans already in line, admitted at ADMIT_PER_S: the page's fan waits a few seconds
 ADMIT_PER_S = 3
 
 
@@ -92,8 +92,15 @@ class TestAFanInTheBrowser:
         expect(page.locator("#position")).to_contain_text("Your place:")
         expect(page.locator("#progress")).to_have_attribute("aria-valuenow", re.compile(r"\d+"))
         shot(page, "1-waiting")
+        token_of = "() => localStorage.getItem('fan.queue.demo.fan-a')"
+        token = page.evaluate(token_of)
         page.reload()  # a reload keeps the place: the same token, no second entry
         expect(page.locator("#position")).to_contain_text("Your place:")
+        second_tab = page.context.new_page()
+        second_tab.goto(stack["page"])  # nor does a second tab take a second place
+        expect(second_tab.locator("#position")).to_contain_text("Your place:")
+        assert page.evaluate(token_of) == second_tab.evaluate(token_of) == token
+        second_tab.close()
 
         expect(page.locator("#seats")).to_be_visible(timeout=30_000)
         expect(page.locator("#turn")).to_contain_text("It is your turn")
