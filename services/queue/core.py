@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from shared.tokens import TOKEN_ACTIVE
 
 MIN_POLL_MS = 500
+SETTLED_MARGIN, UNSETTLED_MARGIN = 0.10, 0.25  # the ETA range around pos / rate
 MAX_POLL_MS = 30_000  # far back in a long line: every 30 s at most, within heartbeat / 3
 
 
@@ -26,12 +27,16 @@ def position(ticket: int, frontier: int) -> int:
 
 
 def eta_seconds(pos: int, measured_rate: float, configured_rate: float) -> list[int] | None:
-    """A range, since admission pace varies; None when the gate is closed and nothing moves."""
-    rate = measured_rate if measured_rate > 0.01 else configured_rate
-    if rate <= 0:
+    """A range, from the pace measured so far and the pace admission is set to: wide while
+    they differ (the controller is moving the rate, or admission has just started), narrowing
+    to +-10 % as the measured rate settles on the set one. +-25 % when only one is known; None
+    when the gate is closed and nothing moves."""
+    rates = [r for r in (measured_rate, configured_rate) if r > 0.01]
+    if not rates:
         return None
-    mid = pos / rate
-    return [math.floor(mid * 0.75), math.ceil(mid * 1.25)]
+    fast, slow = max(rates), min(rates)
+    margin = SETTLED_MARGIN if len(rates) == 2 else UNSETTLED_MARGIN
+    return [math.floor(pos / fast * (1 - margin)), math.ceil(pos / slow * (1 + margin))]
 
 
 def poll_ceiling_ms(heartbeat_ms: int) -> int:

@@ -35,6 +35,28 @@ class TestEta:
     def test_is_unknown_while_the_gate_is_closed(self) -> None:
         assert eta_seconds(100, measured_rate=0, configured_rate=0) is None
 
+    def test_is_ten_percent_either_side_once_the_measured_rate_has_settled(self) -> None:
+        assert eta_seconds(1000, measured_rate=100, configured_rate=100) == [9, 11]
+
+    @given(
+        st.integers(1, 10**6),
+        st.floats(1, 10**4),
+        st.floats(0.02, 0.99),  # a rate was measured (above 0.01/s)
+        st.floats(0.01, 0.99),
+    )
+    def test_narrows_as_the_measured_rate_settles_on_the_set_one(
+        self, pos: int, target: float, far: float, near_share: float
+    ) -> None:
+        """The closer the measured rate comes to the target, the narrower the range, and it
+        always holds both paces' ETAs."""
+        near = far + (1 - far) * near_share  # a measured rate closer to the target than `far`
+        wide = eta_seconds(pos, measured_rate=target * far, configured_rate=target)
+        narrow = eta_seconds(pos, measured_rate=target * near, configured_rate=target)
+        assert wide is not None and narrow is not None
+        assert narrow[1] - narrow[0] <= wide[1] - wide[0]
+        for (low, high), measured in ((wide, target * far), (narrow, target * near)):
+            assert low <= pos / target and pos / measured <= high
+
 
 class TestPollAfter:
     @given(st.integers(1, 10**7), st.floats(0, 10**5), st.integers(1, 10**9))
@@ -69,7 +91,7 @@ class TestTokenView:
             "t", self.claims, seen, configured_rate=5, heartbeat_ms=60_000, active_ttl_ms=30_000
         )
         assert view["status"] == "waiting" and view["position"] == 10
-        assert view["eta_seconds"] == [3, 7]
+        assert view["eta_seconds"] == [1, 6]  # 10 places at 2/s measured, 5/s set: unsettled
         assert view["expires_at"] == "1970-01-01T00:01:01.000+00:00"
 
     def test_active_view_has_no_position_and_expires_at_the_deadline(self) -> None:
