@@ -368,7 +368,7 @@ async function pick(seatId) {
       store.setItem(tokenKey() + ".reservation", r.data.reservation_id);
       return followReservation(r.data.reservation_id);
     }
-    if (r.status === 409 || r.status === 410 || r.status === 403) {
+    if (r.status >= 400 && r.status < 500) {  // told why: no retry helps (e.g. the hold limit)
       const code = r.data && r.data.error && r.data.error.code;
       if (code === "token_expired" || code === "token_not_active") return gone(r.data.error);
       $("seat-error").textContent = (r.data && r.data.error && r.data.error.message) || t("error");
