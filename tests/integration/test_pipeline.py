@@ -38,6 +38,7 @@ from tests.support.pipeline import (
     pipeline,
 )
 from tests.support.queue import eventually, fan
+from tests.support.sse import next_event
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
@@ -393,10 +394,26 @@ class TestScaleOut:
             first_url, p.urls["reservation"] = p.urls["reservation"], second.url
             try:
                 held = await gather_limited([p.settled(r, {"held"}, within=60) for r in rids])
+                # Each fan follows their reservation's event stream on the second worker too:
+                # for the seats it does not own, each step is a long-poll to the owner.
+                streams = [
+                    await p.http.get(
+                        p.url("reservation", f"/v1/reservations/{o['reservation_id']}/events"),
+                        headers={"Queue-Token": token_of[o["user_id"]]},
+                    )
+                    for o in held
+                ]
+                for stream in streams:
+                    name, first = await next_event(stream)
+                    assert (name, first["status"]) == ("status", "held"), first
                 await gather_limited(
                     [p.pay(token_of[o["user_id"]], o["reservation_id"], o["user_id"]) for o in held]
                 )
                 done = await gather_limited([p.settled(r, TERMINAL, within=60) for r in rids])
+                for stream in streams:
+                    name, last = await next_event(stream)
+                    assert (name, last["status"]) == ("status", "confirmed"), last
+                    assert await next_event(stream) == ("eof", None)  # final: the stream ends
             finally:
                 p.urls["reservation"] = first_url
             assert [o["status"] for o in done] == ["confirmed"] * 40

@@ -9,33 +9,16 @@ import re
 import time
 from typing import Any
 
-import orjson
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from services.queue.store import QueueStore
 from shared.redis_client import create_redis
 from tests.support.queue import enter, on_sale, queue_instance
+from tests.support.sse import next_event
 
 Client = TestClient[Any, Any]
 PAUSED = {"QUEUE_ADMIT_PER_S": "0", "QUEUE_PUSH_INTERVAL_MS": "100"}
-
-
-async def next_event(response: ClientResponse) -> tuple[str, Any]:
-    """The next `event:`/`data:` pair of the stream (comments and `retry:` skipped)."""
-    name, data = "message", None
-    while True:
-        line = (await asyncio.wait_for(response.content.readline(), 10.0)).decode()
-        if line == "":
-            return "eof", None
-        line = line.rstrip("\n")
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: "):
-            data = orjson.loads(line[6:])
-        elif line == "" and data is not None:
-            return name, data
 
 
 async def ops(client: Client, op: str) -> float:
