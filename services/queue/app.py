@@ -97,11 +97,6 @@ class Queue:
             sale=sale or self.admission.sales.get(claims.concert_id, SALE_OPEN),
         )
 
-    async def touch(self, claims: TokenClaims) -> TokenState:
-        """TOUCH (timed as redis_call_duration_seconds{op="touch"})."""
-        with self.store.latency.labels("touch").time():
-            return await self.room.touch(claims, heartbeat_ms=self.drop_after_ms)
-
     def client_ip(self, request: web.Request) -> str:
         forwarded = request.headers.get("X-Forwarded-For")
         if self.settings.trust_forwarded_for and forwarded:
@@ -146,8 +141,6 @@ async def enter(request: web.Request) -> web.Response:
     )
     await q.admission.remember(concert_id)  # after entry: a registered queue always has keys
     claims = TokenClaims(concert_id, user_id, e.ticket, e.issued_ms)
-    if e.state == TOKEN_WAITING:
-        q.push.saw_waiting(claims, time.monotonic())
     token = q.codec.encode(claims)
     (q.metrics.issued if e.created else q.metrics.reentered).inc()
     seen = Observed(e.state, e.deadline_ms, e.frontier, e.measured_rate, e.now_ms)
@@ -155,23 +148,11 @@ async def enter(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    """A waiting fan seen lately is answered from the gate this process last read (push.py);
-    otherwise TOUCH: the token's state, and its heartbeat renewed."""
     q = request.app[QUEUE]
     token = request.match_info["token"]
-    claims = q.room.decode(token)
-    now = time.monotonic()
-    gate = q.push.cached(claims, now)
-    if gate is not None:
-        q.metrics.polls.labels("cache").inc()
-        seen = Observed(TOKEN_WAITING, 0, gate.frontier, gate.measured_rate, gate.now_ms)
-        return json_response(q.view(token, claims, seen, gate.sale))
-    state = await q.touch(claims)
+    state = await q.room.touch(q.room.decode(token), heartbeat_ms=q.drop_after_ms)
     raise_if_gone(state)
-    if state.state == TOKEN_WAITING:
-        q.metrics.polls.labels("redis").inc()
-        q.push.saw_waiting(claims, now)
-    return json_response(q.view(token, claims, observed(state)))
+    return json_response(q.view(token, state.claims, observed(state)))
 
 
 async def status_events(request: web.Request) -> web.StreamResponse:
@@ -181,7 +162,7 @@ async def status_events(request: web.Request) -> web.StreamResponse:
     claims = q.room.decode(token)
 
     async def touch() -> Observed:
-        state = await q.touch(claims)
+        state = await q.room.touch(claims, heartbeat_ms=q.drop_after_ms)
         raise_if_gone(state)
         return observed(state)
 
@@ -200,7 +181,7 @@ async def validate(request: web.Request) -> web.Response:
         for field, claimed in (("concert_id", claims.concert_id), ("user_id", claims.user_id)):
             if field in body and require_id(body, field) != claimed:
                 raise TokenMismatch(f"queue token is not for this {field.removesuffix('_id')}")
-        state = await q.touch(claims)
+        state = await q.room.touch(claims, heartbeat_ms=q.drop_after_ms)
         raise_if_gone(state)
         if (
             state.state == TOKEN_WAITING
@@ -222,7 +203,6 @@ async def validate(request: web.Request) -> web.Response:
 async def complete(request: web.Request) -> web.Response:
     q = request.app[QUEUE]
     claims = q.room.decode(request.match_info["token"])
-    q.push.forget(claims)
     if await q.store.complete(claims.concert_id, claims.user_id, claims.ticket) in ("w", "a"):
         q.metrics.completed.inc()
     return web.Response(status=204)
@@ -322,7 +302,6 @@ def create_app(settings: QueueSettings) -> web.Application:
                 store,
                 every_s=settings.push_interval_s,
                 renew_every_s=settings.tokens.wait_heartbeat_s / 3,
-                trust_s=settings.tokens.wait_heartbeat_s / 2,
             ),
         )
         await load_scripts(redis, [*store.scripts, *app[QUEUE].room.scripts])

@@ -35,15 +35,6 @@ class QueueMetrics:
             "Waiting tokens dropped (missed heartbeat)",
             registry=registry,
         )
-        self.polls = Counter(
-            "queue_polls_total",
-            "Waiting fans' polls, by how they were answered: from the gate this process last "
-            "read (heartbeat renewed in its next read), or by a call to Redis",
-            ["answered"],
-            registry=registry,
-        )
-        for answered in ("cache", "redis"):
-            self.polls.labels(answered)
         self.completed = Counter(
             "queue_tokens_completed_total", "Tokens completed or revoked", registry=registry
         )

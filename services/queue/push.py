@@ -7,11 +7,6 @@ most every `renew_every_s`; each fan's position is computed from that read in me
 who reaches the front costs one TOUCH, to learn whether they were admitted. A stream ends with
 the fan's final status: active, sold out, or gone.
 
-The same reads answer polls (`GET /v1/queue/tokens/{token}`) without a Redis call of their own:
-a fan this process saw waiting within `trust_s` (half the heartbeat), behind a front read within
-two ticks, gets their place from that read, and their heartbeat is renewed in the next WATCH.
-Anything else (the front reached, a stale read, a fan not seen lately) is a real TOUCH.
-
 A fan is woken at once when their status may change (they reached the front, or the sale
 changed: paused, reopened, sold out); a mere move in line reaches them when it is due, at the
 pace `poll_after_ms` sets for polling (soon near the front, rarely far back). So a stream never
@@ -41,7 +36,6 @@ log = logging.getLogger(__name__)
 # What a fan sees change; `expires_at` and `poll_after_ms` move on every read and are not news.
 NEWS = ("status", "position", "eta_seconds", "sale")
 RENEW_BATCH = 2000  # heartbeats renewed per WATCH call
-POLLED_FOR_S = 10.0  # a concert's gate is read this long after its last poll
 
 
 @dataclass(eq=False)
@@ -69,21 +63,12 @@ class Watcher:
 
 
 class Push:
-    def __init__(
-        self, store: QueueStore, *, every_s: float, renew_every_s: float, trust_s: float = 0.0
-    ) -> None:
+    def __init__(self, store: QueueStore, *, every_s: float, renew_every_s: float) -> None:
         self.store = store
-        self.every_s, self.renew_every_s, self.trust_s = every_s, renew_every_s, trust_s
+        self.every_s, self.renew_every_s = every_s, renew_every_s
         self.rooms: dict[str, set[Watcher]] = {}
         self._renewed: dict[str, float] = {}
         self._sale: dict[str, str] = {}
-        # Polls: concert -> last poll; the last read of each gate; fans seen waiting (concert,
-        # user) -> (ticket, when); heartbeats to renew at the next read.
-        self._polled: dict[str, float] = {}
-        self._gates: dict[str, tuple[Gate, float]] = {}
-        self._seen: dict[tuple[str, str], tuple[int, float]] = {}
-        self._to_renew: dict[str, set[str]] = {}
-        self._pruned = 0.0
         self._stop = asyncio.Event()
         self.closing = False
 
@@ -106,57 +91,18 @@ class Push:
                     self._renewed.pop(claims.concert_id, None)
                     self._sale.pop(claims.concert_id, None)
 
-    def cached(self, claims: TokenClaims, now: float) -> Gate | None:
-        """The gate to answer this waiting fan's poll from, or None: ask Redis."""
-        self._polled[claims.concert_id] = now
-        read = self._gates.get(claims.concert_id)
-        seen = self._seen.get((claims.concert_id, claims.user_id))
-        if read is None or seen is None:
-            return None
-        (gate, read_at), (ticket, seen_at) = read, seen
-        if (
-            ticket != claims.ticket
-            or now - seen_at > self.trust_s
-            or now - read_at > 2 * self.every_s
-            or claims.ticket <= gate.frontier
-        ):
-            return None
-        self._to_renew.setdefault(claims.concert_id, set()).add(claims.user_id)
-        return gate
-
-    def saw_waiting(self, claims: TokenClaims, now: float) -> None:
-        self._seen[(claims.concert_id, claims.user_id)] = (claims.ticket, now)
-
-    def forget(self, claims: TokenClaims) -> None:
-        self._seen.pop((claims.concert_id, claims.user_id), None)
-
-    def _read_now(self, now: float) -> list[str]:
-        """Concerts to read: watched by a stream, or polled lately; forget the rest."""
-        for concert_id, at in list(self._polled.items()):
-            if now - at > POLLED_FOR_S:
-                del self._polled[concert_id]
-                if concert_id not in self.rooms:
-                    self._gates.pop(concert_id, None)
-        if now - self._pruned > max(self.trust_s, 1.0):
-            self._seen = {k: v for k, v in self._seen.items() if now - v[1] <= self.trust_s}
-            self._pruned = now
-        return sorted(set(self.rooms) | set(self._polled))
-
     async def tick(self, now: float) -> None:
-        """One WATCH per watched or polled concert; its watchers get the result when it is news
-        for them (front reached, sale changed) or their routine update is due."""
-        for concert_id in self._read_now(now):
-            room = self.rooms.get(concert_id, set())
-            wanted = self._to_renew.pop(concert_id, set())
-            if room and now - self._renewed.get(concert_id, 0.0) >= self.renew_every_s:
-                wanted |= {w.user_id for w in room}
+        """One WATCH per watched concert; its watchers get the result when it is news for them
+        (front reached, sale changed) or their routine update is due."""
+        for concert_id, room in list(self.rooms.items()):
+            renew: list[str] = []
+            if now - self._renewed.get(concert_id, 0.0) >= self.renew_every_s:
+                renew = sorted({w.user_id for w in room})
                 self._renewed[concert_id] = now
-            renew = sorted(wanted)
             batches = [renew[i : i + RENEW_BATCH] for i in range(0, len(renew), RENEW_BATCH)]
             for batch in batches[:-1]:  # in slices: Redis is never blocked for long
                 await self.store.watch(concert_id, batch)
             gate = await self.store.watch(concert_id, batches[-1] if batches else [])
-            self._gates[concert_id] = (gate, now)
             sale_changed = gate.sale != self._sale.get(concert_id, gate.sale)
             self._sale[concert_id] = gate.sale
             for watcher in list(room):

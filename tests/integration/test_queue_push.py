@@ -118,34 +118,6 @@ async def test_a_sell_out_reaches_every_open_stream_at_once_and_ends_it(redis_ur
         assert time.monotonic() - sold < 3.0  # at once, not at the 10 s routine pace
 
 
-async def polls(client: Client, answered: str) -> float:
-    text = await (await client.get("/metrics")).text()
-    found = re.search(rf'^queue_polls_total{{answered="{answered}"}} (\S+)$', text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
-async def test_polls_of_a_fan_seen_waiting_lately_are_answered_without_redis(
-    redis_url: str,
-) -> None:
-    concert = await on_sale(redis_url)
-    async with queue_instance(redis_url, **PAUSED, QUEUE_WAIT_HEARTBEAT_S="2") as q:
-        token = (await enter(q, concert, "poller"))["token"]
-        touches = await ops(q, "touch")
-        for _ in range(20):  # 4 s of polls, twice the heartbeat
-            response = await q.get(f"/v1/queue/tokens/{token}")
-            body = await response.json()
-            assert response.status == 200 and body["status"] == "waiting", body
-            assert body["position"] == 1
-            await asyncio.sleep(0.2)
-        cached, asked = await polls(q, "cache"), await polls(q, "redis")
-        assert cached >= 10 and asked <= 6, (cached, asked)  # a TOUCH per trust window (1 s)
-        assert await ops(q, "touch") - touches == asked
-        # Leaving is seen at once by the process that answered it, cache or not.
-        assert (await q.delete(f"/v1/queue/tokens/{token}")).status == 204
-        gone = await q.get(f"/v1/queue/tokens/{token}")
-        assert gone.status == 410 and (await gone.json())["error"]["reason"] == "completed"
-
-
 async def test_a_bad_token_is_a_plain_json_error_not_a_stream(redis_url: str) -> None:
     async with queue_instance(redis_url, **PAUSED) as q:
         response = await q.get("/v1/queue/tokens/not-a-token/events")

@@ -141,37 +141,6 @@ class TestPushRegistry:
             await asyncio.wait_for(waiting, 1.0)
             assert push.closing
 
-    async def test_a_poll_is_answered_from_a_fresh_read_for_a_fan_seen_waiting_lately(
-        self,
-    ) -> None:
-        store = RecordingStore()  # its n-th read has the front at n
-        push = Push(cast(QueueStore, store), every_s=0.5, renew_every_s=10, trust_s=5)
-        fan = claims("a", "u1", 9)
-        assert push.cached(fan, 100.0) is None  # nothing read yet: ask Redis
-        push.saw_waiting(fan, 100.0)
-        await push.tick(100.0)  # the concert was polled: its gate is read now
-        assert push.cached(fan, 100.5) is not None
-        await push.tick(100.5)  # this read renews the heartbeat the cached poll promised
-        assert store.calls[-1] == ("a", ["u1"])
-        assert push.cached(fan, 101.6) is None  # the last read is more than two ticks old
-        await push.tick(101.6)
-        assert push.cached(fan, 105.5) is None  # not seen waiting by Redis for over trust_s
-        push.saw_waiting(fan, 105.5)
-        assert push.cached(claims("a", "u1", 10), 105.5) is None  # another ticket
-        push.forget(fan)
-        assert push.cached(fan, 105.5) is None  # left the line here
-
-    async def test_a_poll_at_the_front_always_asks_redis(self) -> None:
-        store = RecordingStore()
-        push = Push(cast(QueueStore, store), every_s=0.5, renew_every_s=10, trust_s=5)
-        fan = claims("a", "u1", 2)
-        push.saw_waiting(fan, 100.0)
-        push.cached(fan, 100.0)
-        await push.tick(100.0)
-        assert push.cached(fan, 100.1) is not None  # front 1: still behind it
-        await push.tick(100.2)
-        assert push.cached(fan, 100.3) is None  # front 2: admitted or gone? TOUCH says
-
     def test_only_what_a_fan_sees_change_is_news(self) -> None:
         view: dict[str, Any] = {"status": "waiting", "position": 4, "eta_seconds": [2, 3]}
         later = {**view, "expires_at": "x", "poll_after_ms": 900}
