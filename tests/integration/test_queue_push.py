@@ -58,6 +58,7 @@ async def test_one_read_per_concert_serves_every_open_stream(redis_url: str) -> 
         for s in streams:
             assert (await next_event(s))[0] == "status"
         watch_0, touch_0 = await ops(q, "watch"), await ops(q, "touch")
+        assert touch_0 >= 40  # each stream's first answer: one TOUCH (counted, op="touch")
         await asyncio.sleep(2.0)
         watches = await ops(q, "watch") - watch_0
         assert 5 <= watches <= 30, watches  # ~20 reads at 100 ms, whatever the 40 fans
