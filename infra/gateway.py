@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
@@ -45,7 +45,7 @@ def create_gateway(upstreams: dict[str, str], identity_secret: str) -> web.Appli
     app = web.Application()
     client: dict[str, aiohttp.ClientSession] = {}
 
-    async def session(app: web.Application):  # type: ignore[no-untyped-def]
+    async def session(app: web.Application) -> AsyncIterator[None]:
         client["s"] = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=None),
             auto_decompress=False,
@@ -63,6 +63,7 @@ def create_gateway(upstreams: dict[str, str], identity_secret: str) -> web.Appli
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
         headers["X-Forwarded-For"] = request.remote or ""
         body = await request.read() if request.can_read_body else None
+        response: web.StreamResponse | None = None
         try:
             async with client["s"].request(
                 request.method, target, headers=headers, data=body, allow_redirects=False
@@ -77,6 +78,8 @@ def create_gateway(upstreams: dict[str, str], identity_secret: str) -> web.Appli
                 await response.write_eof()
                 return response
         except (aiohttp.ClientError, ConnectionResetError):
+            if response is not None and response.prepared:  # cut mid-stream, by either side
+                return response
             return json_response(
                 {"error": {"code": "unavailable", "message": "the service is not answering"}},
                 503,
