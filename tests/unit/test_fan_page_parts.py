@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+from pathlib import Path
 from typing import Any, cast
 
 from hypothesis import given
@@ -35,6 +37,49 @@ class TestLanguage:
     @given(st.text(max_size=80))
     def test_any_header_gives_one_of_the_pages_languages(self, header: str) -> None:
         assert language(header) in ("ko", "en")
+
+
+STYLE = (Path(__file__).parents[2] / "services" / "queue" / "page" / "style.css").read_text()
+
+
+def colour(name_or_hex: str) -> tuple[float, float, float]:
+    """A colour of the page's palette (`--name`) or a #rrggbb literal, as linear RGB."""
+    if name_or_hex.startswith("--"):
+        found = re.search(rf"{name_or_hex}:\s*(#[0-9a-fA-F]{{6}})", STYLE)
+        assert found, name_or_hex
+        name_or_hex = found.group(1)
+    channels = [int(name_or_hex[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return lin[0], lin[1], lin[2]
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG 2 contrast ratio."""
+    la, lb = (0.2126 * r + 0.7152 * g + 0.0722 * b_ for r, g, b_ in (colour(a), colour(b)))
+    return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
+
+
+class TestContrast:
+    """Every text colour on its background, as style.css pairs them: at least 4.5:1 (AA)."""
+
+    PAIRS = (
+        ("--ink", "--paper"),
+        ("--muted", "--paper"),
+        ("--warn", "--paper"),
+        ("--error", "--paper"),
+        ("--free", "--paper"),  # an available seat
+        ("--held", "#fff4e5"),  # a held seat
+        ("--sold", "#eeeeee"),  # a sold seat
+        ("#ffffff", "--accent"),  # a button's label
+        ("--accent", "#ffffff"),  # the language switch's other button
+    )
+
+    def test_every_text_colour_meets_aa_on_its_background(self) -> None:
+        for text, background in self.PAIRS:
+            assert contrast(text, background) >= 4.5, (text, background)
+
+    def test_the_check_itself_can_fail(self) -> None:
+        assert contrast("#777777", "#ffffff") < 4.5  # the classic light grey
 
 
 class TestGatewayRoutes:
