@@ -16,16 +16,14 @@ from aiohttp import web
 
 from services.reservation.core import TERMINAL
 from services.reservation.ids import ReservationRef
-from services.reservation.routing import ROUTED, owner_url
-from services.reservation.web import (
-    CTX,
-    HTTP,
-    MAX_WAIT_MS,
+from services.reservation.lookup import (
     require_owner,
     reservation_ref,
     reservation_view,
     status_after,
 )
+from services.reservation.routing import ROUTED, owner_url
+from services.reservation.web import CTX, HTTP, MAX_WAIT_MS
 from shared.errors import Unavailable
 from shared.events import seat_key
 from shared.sse import Gone, keepalive, open_stream, send

@@ -19,10 +19,14 @@ from services.reservation.core import (
     HELD,
     PENDING,
     STATUSES,
-    Reservation,
-    worth_waiting,
 )
 from services.reservation.ids import ReservationRef, payment_id_for
+from services.reservation.lookup import (
+    require_owner,
+    reservation_ref,
+    reservation_view,
+    status_after,
+)
 from services.reservation.publishing import publish_acked
 from services.reservation.routing import ROUTED, forward, owner_url
 from shared.contracts import ASYNCAPI_FILE, SCHEMA_FILE
@@ -211,39 +215,6 @@ async def _reserve(ctx: Reservations, request: web.Request) -> tuple[str, Reserv
     return rid, reservation_ref(ctx, rid)
 
 
-def reservation_ref(ctx: Reservations, reservation_id: str) -> ReservationRef:
-    ref = ctx.ids.parse(reservation_id)
-    if ref is None:
-        raise NotFound("no such reservation", field="reservation_id")
-    return ref
-
-
-def reservation_view(
-    reservation_id: str, ref: ReservationRef, r: Reservation | None
-) -> dict[str, Any]:
-    if r is None:
-        return {
-            "reservation_id": reservation_id,
-            "concert_id": ref.concert_id,
-            "seat_id": ref.seat_id,
-            "user_id": ref.user_id,
-            "status": PENDING,
-            "reason": None,
-            "hold_expires_at": None,
-            "payment_id": None,
-        }
-    return {
-        "reservation_id": reservation_id,
-        "concert_id": r.concert_id,
-        "seat_id": r.seat_id,
-        "user_id": r.user_id,
-        "status": r.status,
-        "reason": r.reason,
-        "hold_expires_at": utc_iso(r.hold_expires_at_ms) if r.hold_expires_at_ms else None,
-        "payment_id": r.payment_id,
-    }
-
-
 async def from_owner(request: web.Request, ref: ReservationRef) -> web.Response | None:
     """The owner's answer when another worker owns this seat's partition, else None."""
     if ROUTED in request.headers:
@@ -254,15 +225,6 @@ async def from_owner(request: web.Request, ref: ReservationRef) -> web.Response 
         return None
     me = str(ctx.app.conf.canonical_url)
     return await forward(request.app[HTTP], request, target, me)
-
-
-def require_owner(ctx: Reservations, request: web.Request, ref: ReservationRef) -> None:
-    """Only the fan who reserved may look a reservation up: their Queue-Token (signed, for this
-    user and concert) is the proof. It need not be active still: a fan whose seat is confirmed
-    has finished their turn, and still reads the outcome."""
-    claims = ctx.room.decode(request.headers.get("Queue-Token", ""))
-    if (claims.user_id, claims.concert_id) != (ref.user_id, ref.concert_id):
-        raise Forbidden("this reservation belongs to another user")
 
 
 async def get_reservation(request: web.Request) -> web.Response:
@@ -284,22 +246,6 @@ async def get_reservation(request: web.Request) -> web.Response:
 
 def _wait_ms(request: web.Request) -> int:
     return query_int(request, "wait_ms", default=0, low=0, high=MAX_WAIT_MS)
-
-
-async def status_after(
-    ctx: Reservations, ref: ReservationRef, rid: str, seen: str, wait_ms: int
-) -> Reservation | None:
-    """The reservation once its status is no longer `seen`, or as it is after `wait_ms`."""
-    key = seat_key(ref.concert_id, ref.seat_id)
-    current = ctx.seats.reservation(key, rid)
-    deadline = asyncio.get_running_loop().time() + wait_ms / 1000
-    while worth_waiting(current.status if current else PENDING, seen):
-        left = deadline - asyncio.get_running_loop().time()
-        if left <= 0 or ctx.waiters.draining:  # shutting down: answer with the state as it is
-            break
-        await ctx.waiters.wait(rid, left)
-        current = ctx.seats.reservation(key, rid)
-    return current
 
 
 def _decided_here(ctx: Reservations, ref: ReservationRef) -> bool:

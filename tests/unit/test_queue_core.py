@@ -1,3 +1,5 @@
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -103,31 +105,25 @@ class TestTokenView:
         assert view["eta_seconds"] is None
         assert view["expires_at"] == "1970-01-01T00:00:31.000+00:00"
 
-    def test_a_waiter_of_a_sold_out_concert_gets_a_final_answer_and_no_more_polls(self) -> None:
+    def waiting_view(self, sale: str) -> dict[str, Any]:
         seen = Observed(TOKEN_WAITING, 0, 40, 5.0, now_ms=1_000)
-        view = token_view(
+        return token_view(
             "t",
             self.claims,
             seen,
             configured_rate=5,
             heartbeat_ms=60_000,
             active_ttl_ms=30_000,
-            sale="sold_out",
+            sale=sale,
         )
+
+    def test_a_waiter_of_a_sold_out_concert_gets_a_final_answer_and_no_more_polls(self) -> None:
+        view = self.waiting_view("sold_out")
         assert view["status"] == "sold_out" and "Sold out" in view["message"]
         assert view["position"] is None and view["poll_after_ms"] is None
 
     def test_a_waiter_while_paused_keeps_the_place_with_no_eta_and_is_told_why(self) -> None:
-        seen = Observed(TOKEN_WAITING, 0, 40, 5.0, now_ms=1_000)
-        view = token_view(
-            "t",
-            self.claims,
-            seen,
-            configured_rate=5,
-            heartbeat_ms=60_000,
-            active_ttl_ms=30_000,
-            sale="paused",
-        )
+        view = self.waiting_view("paused")
         assert view["status"] == "waiting" and view["position"] == 10
         assert view["eta_seconds"] is None and view["sale"] == "paused"
         assert "come back" in view["message"]
