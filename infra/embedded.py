@@ -6,14 +6,13 @@ machine without Java: single node, and its fetch pacing applies only when it is 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from infra.processes import free_port, kill, port_open, spawn, stop, wait_until
+from infra.processes import debian_tool, free_port, kill, port_open, spawn, stop, wait_until
 
 READY_TIMEOUT_S = 30.0
 
@@ -52,16 +51,6 @@ class Server:
         )
 
 
-def redis_server_binary() -> str:
-    path = shutil.which("redis-server")
-    if path is None:
-        raise RuntimeError(
-            "redis-server not found: install Debian's redis-server "
-            "(make deps does: apt-get install -y redis-server)"
-        )
-    return path
-
-
 def start_redis(
     workdir: Path, port: int | None = None, extra_args: Sequence[str] = (), name: str = "redis"
 ) -> Server:
@@ -70,7 +59,7 @@ def start_redis(
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [
-        redis_server_binary(),
+        debian_tool("redis-server", "redis-server"),
         "--bind",
         "127.0.0.1",
         "--port",

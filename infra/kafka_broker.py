@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 
 from infra.embedded import READY_TIMEOUT_S, Server
-from infra.processes import free_port, port_open, spawn, wait_until
+from infra.processes import debian_tool, free_port, port_open, spawn, wait_until
 
 # The pinned server; KAFKA_VERSION in the environment tries another (e.g. against the suite).
 KAFKA_VERSION = os.environ.get("KAFKA_VERSION") or "4.4.0"
@@ -39,21 +39,12 @@ CACHE = Path(os.environ.get("KAFKA_CACHE_DIR", ROOT / ".cache" / "kafka"))
 DEFAULT_JVM_OPTS = "-Xms256m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1"
 
 
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(
-            f"{name} not found: install Debian's {package} (make deps does it when missing)"
-        )
-    return path
-
-
 def kafka_lib(version: str = KAFKA_VERSION) -> Path:
     """The directory of the server's jars, resolved with Maven on first use (then cached)."""
     lib = CACHE / version / "lib"
     if (lib / ".complete").exists():
         return lib
-    mvn = _tool("mvn", "maven")
+    mvn = debian_tool("mvn", "maven")
     lib.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
         staging = Path(tmp) / "lib"
@@ -143,7 +134,7 @@ def node_properties(node: Node, nodes: list[Node]) -> str:
 def _java_argv(lib: Path, *args: str) -> list[str]:
     opts = os.environ.get("KAFKA_JVM_OPTS", DEFAULT_JVM_OPTS).split()
     return [
-        _tool("java", "openjdk-17-jre-headless"),
+        debian_tool("java", "openjdk-17-jre-headless"),
         *opts,
         f"-Dlog4j2.configurationFile={LOG_CONFIG}",
         "-cp",

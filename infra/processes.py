@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +14,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+
+
+def debian_tool(name: str, package: str) -> str:
+    """The path of a program that comes from a Debian package, or an error naming the package."""
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(
+            f"{name} not found: install Debian's {package} (make deps does it when missing)"
+        )
+    return path
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ integration suite against it; `make chaos` kills the primary that owns a concert
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import redis
 
 from infra.embedded import READY_TIMEOUT_S, Server, start_redis
-from infra.processes import free_port, stop_all, wait_until
+from infra.processes import debian_tool, free_port, stop_all, wait_until
 
 NODE_TIMEOUT_MS = 2000  # a primary silent this long is failed over to its replica
 
@@ -84,9 +83,7 @@ def start_redis_cluster(workdir: Path) -> RedisCluster:
                 str(free_port()),
             ]
             nodes.append(start_redis(d, extra_args=args, name=f"redis cluster node {i}"))
-        cli = shutil.which("redis-cli")
-        if cli is None:
-            raise RuntimeError("redis-cli not found: install Debian's redis-tools")
+        cli = debian_tool("redis-cli", "redis-tools")
         addresses = [n.address for n in nodes]
         subprocess.run(
             [cli, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],

@@ -5,7 +5,6 @@ tests and `make chaos`; the services reach it with `REDIS_URL=redis+sentinel://.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -14,7 +13,7 @@ import redis
 from redis.sentinel import Sentinel
 
 from infra.embedded import READY_TIMEOUT_S, Server, start_redis, start_server
-from infra.processes import free_port, stop_all, wait_until
+from infra.processes import debian_tool, free_port, stop_all, wait_until
 
 SERVICE = "ticketing"
 # A primary silent this long is down: the failover's detection time. Sentinels ping once a
@@ -62,16 +61,6 @@ class SentinelGroup:
 
     def stop(self) -> None:
         stop_all([s.proc for s in self.sentinels + self.redis])
-
-
-def sentinel_binary() -> str:
-    path = shutil.which("redis-sentinel")
-    if path is None:
-        raise RuntimeError(
-            "redis-sentinel not found: install Debian's redis-sentinel "
-            "(make deps does: apt-get install -y redis-sentinel)"
-        )
-    return path
 
 
 def start_sentinel_group(
@@ -182,5 +171,5 @@ def _start_sentinel(
     config = workdir / "sentinel.conf"  # rewritten by the sentinel as it learns the topology
     config.write_text("\n".join(lines) + "\n")
     config.chmod(0o600)
-    argv = [sentinel_binary(), str(config)]
+    argv = [debian_tool("redis-sentinel", "redis-sentinel"), str(config)]
     return start_server("redis sentinel", port, argv, workdir / "sentinel.log")

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from perf.machine import machine_jiffies, process_cpu_s
-from perf.results import Collector
+from perf.results import empty_collector
 
 log = logging.getLogger(__name__)
 GROUPS = ("reservation", "payment", "seat_projection", "queue")
@@ -68,15 +68,8 @@ class Sampler:
         self.brokers = brokers
         self.services = dict(services)
         self.status = status
-        self.data: Collector = {
-            "t": [],
-            "cpu_pct": {},
-            "rss_mb": {},
-            "redis": {"ops_per_s": [], "cpu_pct": [], "used_memory_mb": [], "clients": []},
-            "consumer_lag": {},
-            "events_consumed_per_s": {},
-            "machine_busy_pct": [],
-        }
+        self.data = empty_collector()
+        self.data["redis"] = {"ops_per_s": [], "cpu_pct": [], "used_memory_mb": [], "clients": []}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
 

@@ -34,7 +34,7 @@ from perf.ledger import cpu_ms_per_flow
 from perf.machine import command_version, cores, cpu_model, package_version, python_version
 from perf.report.analysis import Window, mean_per_key
 from perf.report.sections import NOT_FACTS, per_operation_table
-from perf.results import Collector, Results, Scenario
+from perf.results import Collector, Results, Scenario, empty_collector
 from perf.scenarios.base import Context, Plan, dump, empty_scenario, k6_binary
 from perf.scenarios.queue import queue_scenario
 from perf.scenarios.queue_ops import Restart, per_operation, queue_ops_scenario
@@ -157,15 +157,7 @@ def run(names: list[str], smoke: bool) -> int:
             "queue_settings_changed": OPEN_GATE,
         },
         "scenarios": [],
-        "collector": {
-            "t": [],
-            "cpu_pct": {},
-            "rss_mb": {},
-            "redis": {},
-            "consumer_lag": {},
-            "events_consumed_per_s": {},
-            "machine_busy_pct": [],
-        },
+        "collector": empty_collector(),
     }
     previous = signal.signal(signal.SIGTERM, _interrupt)
     t0 = time.monotonic()

@@ -74,3 +74,16 @@ class Results(TypedDict):
     config: dict[str, object]
     scenarios: list[Scenario]
     collector: Collector
+
+
+def empty_collector() -> Collector:
+    """A collector record before its first sample."""
+    return {
+        "t": [],
+        "cpu_pct": {},
+        "rss_mb": {},
+        "redis": {},
+        "consumer_lag": {},
+        "events_consumed_per_s": {},
+        "machine_busy_pct": [],
+    }

@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import faust
@@ -25,7 +24,13 @@ from shared.events import Message, UnknownMessage, decode
 from shared.logs import dict_config, follow_record
 from shared.recovery_watch import RecoveryWatch
 from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
-from shared.settings import InfraSettings, SettingsError, describe, require_canonical_url
+from shared.settings import (
+    InfraSettings,
+    SettingsError,
+    WorkerSettings,
+    describe,
+    require_canonical_url,
+)
 from shared.stream_metrics import StreamMetrics
 from shared.topics import changelog_configs, ensure_topics
 from shared.worker_lease import RENEW_EVERY_S, WorkerIdTaken, claim, renew
@@ -39,9 +44,9 @@ def broker_urls(infra: InfraSettings) -> list[str]:
     return [f"{scheme}://{b.strip()}" for b in brokers.split(",") if b.strip()]
 
 
-def create_faust_app(
-    app_id: str, infra: InfraSettings, *, web_host: str, web_port: int, datadir: Path
-) -> faust.App:
+def create_faust_app(app_id: str, settings: WorkerSettings) -> faust.App:
+    """A worker's Faust app (`app_id` is its consumer group), configured from its settings."""
+    infra, datadir, web_host = settings.infra, settings.datadir, settings.host
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         app_id,
@@ -68,7 +73,7 @@ def create_faust_app(
         web_bind=web_host,
         # Faust's default, http://<bind host>:<port>, is useless when binding 0.0.0.0.
         canonical_url=infra.node_canonical_url or None,
-        web_port=web_port,
+        web_port=settings.port,
         web_in_thread=False,
         web_router_enabled=False,
         web_tables_enabled=False,

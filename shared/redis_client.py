@@ -25,6 +25,7 @@ from redis.backoff import ExponentialBackoff
 
 from shared import compat
 from shared.errors import StoreFull, Unavailable
+from shared.settings import InfraSettings
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,16 @@ def _split(url: str, scheme: str) -> tuple[str | None, list[tuple[str, int]], li
             raise ValueError(f"REDIS_URL node {part!r} must be host:port")
         nodes.append((host, int(port)))
     return password, nodes, [p for p in path.split("/") if p]
+
+
+def service_redis(infra: InfraSettings) -> AnyRedis:
+    """A service's client, as its settings say: REDIS_URL, REDIS_SOCKET_TIMEOUT_S and
+    REDIS_MAX_CONNECTIONS."""
+    return create_redis(
+        infra.redis_address,
+        socket_timeout=infra.redis_socket_timeout_s,
+        max_connections=infra.redis_max_connections,
+    )
 
 
 def create_redis(url: str, *, socket_timeout: float, max_connections: int) -> AnyRedis:

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
 
 ENVIRONMENTS = ("dev", "test", "prod")
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "test", "xxx"})
@@ -134,18 +134,6 @@ def require_canonical_url(infra: InfraSettings, host: str) -> None:
 def require_loopback_in_dev(env_name: str, host: str, var: str) -> None:
     if env_name != "prod" and host not in ("127.0.0.1", "localhost", "::1"):
         raise SettingsError(f"{var}={host!r}: dev and test listeners bind loopback only")
-
-
-def listener(e: Env, env_name: str, prefix: str, default_port: int) -> tuple[str, int]:
-    """A service's <PREFIX>_HOST (loopback unless prod) and <PREFIX>_PORT."""
-    host = e.text(f"{prefix}_HOST", "127.0.0.1")
-    require_loopback_in_dev(env_name, host, f"{prefix}_HOST")
-    return host, e.integer(f"{prefix}_PORT", default_port, minimum=0, maximum=65535)
-
-
-def faust_datadir(e: Env, prefix: str, service: str) -> Path:
-    """A Faust worker's <PREFIX>_DATA_DIR (its tables live in memory; Faust keeps little here)."""
-    return Path(e.text(f"{prefix}_DATA_DIR", f".run/faust/{service}"))
 
 
 @dataclass(frozen=True)
@@ -284,6 +272,41 @@ class InfraSettings:
             log_format=e.choice("LOG_FORMAT", "json" if prod else "text", LOG_FORMATS),
             cors_allowed_origins=e.origins("CORS_ALLOWED_ORIGINS"),
         )
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What every service reads alike, extended by each service's settings: the infrastructure
+    it talks to, and where it listens, <NAME>_HOST (loopback unless prod) and <NAME>_PORT."""
+
+    NAME: ClassVar[str]  # the prefix of the service's own variables, e.g. QUEUE
+    PORT: ClassVar[int]  # its default port
+
+    infra: InfraSettings
+    host: str
+    port: int
+
+    @classmethod
+    def common(cls, e: Env) -> dict[str, Any]:
+        """The fields every service reads alike, for its own `from_env` to extend."""
+        infra = InfraSettings.from_env(e)
+        host = e.text(f"{cls.NAME}_HOST", "127.0.0.1")
+        require_loopback_in_dev(infra.env, host, f"{cls.NAME}_HOST")
+        port = e.integer(f"{cls.NAME}_PORT", cls.PORT, minimum=0, maximum=65535)
+        return {"infra": infra, "host": host, "port": port}
+
+
+@dataclass(frozen=True)
+class WorkerSettings(ServiceSettings):
+    """A Faust worker's: also <NAME>_DATA_DIR (its tables live in memory; Faust keeps little
+    there), by default .run/faust/<name>."""
+
+    datadir: Path
+
+    @classmethod
+    def common(cls, e: Env) -> dict[str, Any]:
+        default = f".run/faust/{cls.NAME.lower()}"
+        return {**super().common(e), "datadir": Path(e.text(f"{cls.NAME}_DATA_DIR", default))}
 
 
 def token_secret(e: Env, env_name: str, var: str = "QUEUE_TOKEN_SECRET") -> bytes:

@@ -7,13 +7,11 @@ claims always give the same token, which is what makes re-entry return the same 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
 
-from shared.ids import is_valid_id
+from shared.ids import is_valid_id, seal, unseal
 
 VERSION = "v1"
 MAX_TOKEN_CHARS = 512
@@ -38,14 +36,6 @@ class TokenClaims:
     issued_ms: int
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class TokenCodec:
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 16:
@@ -58,20 +48,14 @@ class TokenCodec:
     def encode(self, claims: TokenClaims) -> str:
         payload = f"{claims.concert_id}|{claims.user_id}|{claims.ticket}|{claims.issued_ms}"
         raw = payload.encode("ascii")
-        return f"{VERSION}.{_b64(raw)}.{_b64(self._sign(raw))}"
+        return seal(VERSION, raw, self._sign(raw))
 
     def decode(self, token: str) -> TokenClaims:
         """Verify the signature first, then parse; any failure is InvalidToken."""
-        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+        sealed = unseal(token, VERSION, MAX_TOKEN_CHARS)
+        if sealed is None:
             raise InvalidToken("token is malformed")
-        parts = token.split(".")
-        if len(parts) != 3 or parts[0] != VERSION:
-            raise InvalidToken("token is malformed")
-        try:
-            raw = _unb64(parts[1])
-            signature = _unb64(parts[2])
-        except (binascii.Error, ValueError):
-            raise InvalidToken("token is malformed") from None
+        raw, signature = sealed
         if not hmac.compare_digest(signature, self._sign(raw)):
             raise InvalidToken("token signature is invalid")
         try:

@@ -23,7 +23,7 @@ from shared.events import PaymentRequested, RefundPayment, SeatMessage
 from shared.faust_app import create_faust_app, decoded, owns, raw_topic, track_group
 from shared.faust_web import AiohttpServer, service_app
 from shared.logs import kafka_headers
-from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
+from shared.redis_client import UNAVAILABLE_ERRORS, service_redis
 from shared.stream_metrics import StreamMetrics
 from shared.topics import BY_NAME, PAYMENT, TOPIC_OF, key_of, names
 
@@ -61,17 +61,11 @@ async def settle(gw: PaymentGateway, m: Request) -> SeatMessage:
 
 def create_app(settings: PaymentSettings, gateway: PaymentGateway | None = None) -> faust.App:
     infra = settings.infra
-    app = create_faust_app(
-        "payment", infra, web_host=settings.host, web_port=settings.port, datadir=settings.datadir
-    )
+    app = create_faust_app("payment", settings)
     registry = CollectorRegistry()
     metrics = StreamMetrics(registry)
     refunds = Counter("payment_refunds_total", "Refunds made", registry=registry)
-    redis = create_redis(
-        infra.redis_address,
-        socket_timeout=infra.redis_socket_timeout_s,
-        max_connections=infra.redis_max_connections,
-    )
+    redis = service_redis(infra)
     owns(app, redis)  # closed after the agents and the web server have stopped
     gw = gateway or SimulatedGateway(
         redis, latency_ms=settings.latency_ms, failure_rate=settings.failure_rate

@@ -50,7 +50,7 @@ from shared.ids import ID_RULE, is_valid_id
 from shared.logs import request_id_middleware
 from shared.metrics import HttpMetrics
 from shared.pipeline_health import HealthReader
-from shared.redis_client import create_redis, load_scripts
+from shared.redis_client import load_scripts, service_redis
 from shared.serving import DRAIN, Drain
 from shared.tokens import TOKEN_ACTIVE, TOKEN_WAITING, TokenClaims, TokenCodec
 from shared.waiting_room import (
@@ -274,11 +274,7 @@ def create_app(settings: QueueSettings) -> web.Application:
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         infra = settings.infra
-        redis = create_redis(
-            infra.redis_address,
-            socket_timeout=infra.redis_socket_timeout_s,
-            max_connections=infra.redis_max_connections,
-        )
+        redis = service_redis(infra)
         metrics = QueueMetrics(registry)
         metrics.max_active.set(settings.max_active)
         store = QueueStore(

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from services.queue.core import ControlLaw, burst_for
 from shared.identity import IdentitySettings
-from shared.settings import Env, InfraSettings, TokenTimes, listener, token_secret
+from shared.settings import Env, ServiceSettings, TokenTimes, token_secret
 
 
 @dataclass(frozen=True)
-class QueueSettings:
-    infra: InfraSettings
-    host: str
-    port: int
+class QueueSettings(ServiceSettings):
+    NAME = "QUEUE"
+    PORT = 8000
+
     reuse_port: bool
     token_secret: bytes
     identity: IdentitySettings
@@ -52,14 +52,11 @@ class QueueSettings:
     @classmethod
     def from_env(cls, e: Env | None = None) -> QueueSettings:
         e = e or Env()
-        infra = InfraSettings.from_env(e)
-        host, port = listener(e, infra.env, "QUEUE", 8000)
+        common = cls.common(e)
         return cls(
-            infra=infra,
-            host=host,
-            port=port,
+            **common,
             reuse_port=e.flag("QUEUE_REUSE_PORT", False),
-            token_secret=token_secret(e, infra.env),
+            token_secret=token_secret(e, common["infra"].env),
             identity=IdentitySettings.from_env(e),
             admit_per_s=e.number("QUEUE_ADMIT_PER_S", 200.0, minimum=0.0),
             admit_control=e.choice("QUEUE_ADMIT_CONTROL", "pipeline", ("pipeline", "fixed")),

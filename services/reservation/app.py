@@ -33,7 +33,7 @@ from shared.faust_app import (
 )
 from shared.faust_web import AiohttpServer
 from shared.pipeline_health import REFUSALS_WINDOW, REPORT_EVERY_S, HealthReporter
-from shared.redis_client import UNAVAILABLE_ERRORS, create_redis
+from shared.redis_client import UNAVAILABLE_ERRORS, service_redis
 from shared.stream_metrics import StreamMetrics
 from shared.tokens import TokenCodec
 from shared.topics import BY_NAME, SEAT, names
@@ -44,19 +44,9 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: ReservationSettings) -> faust.App:
     infra = settings.infra
-    app = create_faust_app(
-        "reservation",
-        infra,
-        web_host=settings.host,
-        web_port=settings.port,
-        datadir=settings.datadir,
-    )
+    app = create_faust_app("reservation", settings)
     registry = CollectorRegistry()
-    redis = create_redis(
-        infra.redis_address,
-        socket_timeout=infra.redis_socket_timeout_s,
-        max_connections=infra.redis_max_connections,
-    )
+    redis = service_redis(infra)
     owns(app, redis)  # closed after the agents and the web server have stopped
     codec = TokenCodec(settings.token_secret)
     topics = {spec.name: raw_topic(app, spec.name) for spec in BY_NAME.values()}

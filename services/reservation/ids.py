@@ -8,14 +8,12 @@ the signature keeps made-up ids out.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 
-from shared.ids import is_valid_id
+from shared.ids import is_valid_id, seal, unseal
 
 PREFIX = "r1"
 MAX_CHARS = 400  # three 64-character ids and a nonce encode to about 300
@@ -27,10 +25,6 @@ class ReservationRef:
     seat_id: str
     user_id: str
     nonce: str
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class ReservationIds:
@@ -50,18 +44,14 @@ class ReservationIds:
         else:
             nonce = hmac.new(self._key, f"{base}|{idempotency_key}".encode(), "sha256").hexdigest()
         payload = f"{base}|{nonce[:16]}".encode("ascii")
-        return f"{PREFIX}.{_b64(payload)}.{_b64(self._mac(payload))}"
+        return seal(PREFIX, payload, self._mac(payload))
 
     def parse(self, reservation_id: str) -> ReservationRef | None:
         """The reference inside a genuine id; None for anything else."""
-        parts = reservation_id.split(".")
-        if len(reservation_id) > MAX_CHARS or len(parts) != 3 or parts[0] != PREFIX:
+        sealed = unseal(reservation_id, PREFIX, MAX_CHARS)
+        if sealed is None:
             return None
-        try:
-            payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-            mac = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
-        except (binascii.Error, ValueError):
-            return None
+        payload, mac = sealed
         if not hmac.compare_digest(mac, self._mac(payload)):
             return None
         fields = payload.decode("ascii", "replace").split("|")

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from shared.settings import (
-    Env,
-    InfraSettings,
-    SettingsError,
-    TokenTimes,
-    faust_datadir,
-    listener,
-    token_secret,
-)
+from shared.settings import Env, SettingsError, TokenTimes, WorkerSettings, token_secret
 
 
 @dataclass(frozen=True)
-class ReservationSettings:
-    infra: InfraSettings
-    host: str
-    port: int
+class ReservationSettings(WorkerSettings):
+    NAME = "RESERVATION"
+    PORT = 8001
+
     token_secret: bytes
     admin_token: str
     seat_hold_s: float
@@ -29,21 +20,17 @@ class ReservationSettings:
     tokens: TokenTimes  # the queue's, to check the tokens it issued
     shed_delay_ms: float  # refuse new reservations while decisions lag more than this (0: never)
     max_in_flight: int  # reservation requests this process handles at once; more are refused
-    datadir: Path
 
     @classmethod
     def from_env(cls, e: Env | None = None) -> ReservationSettings:
         e = e or Env()
-        infra = InfraSettings.from_env(e)
-        host, port = listener(e, infra.env, "RESERVATION", 8001)
+        common = cls.common(e)
         admin = e.text("ADMIN_TOKEN", "")
         if len(admin) < 16:
             raise SettingsError("ADMIN_TOKEN must be set to a random string of 16+ characters")
         return cls(
-            infra=infra,
-            host=host,
-            port=port,
-            token_secret=token_secret(e, infra.env),
+            **common,
+            token_secret=token_secret(e, common["infra"].env),
             admin_token=admin,
             seat_hold_s=e.number("SEAT_HOLD_S", 300.0, minimum=0.1),
             max_holds_per_user=e.integer("MAX_HOLDS_PER_USER", 4, minimum=1),
@@ -51,5 +38,4 @@ class ReservationSettings:
             tokens=TokenTimes.from_env(e),
             shed_delay_ms=e.number("RESERVATION_SHED_DELAY_MS", 500.0, minimum=0.0),
             max_in_flight=e.integer("RESERVATION_MAX_IN_FLIGHT", 1000, minimum=1),
-            datadir=faust_datadir(e, "RESERVATION", "reservation"),
         )

@@ -66,6 +66,7 @@ OPENAPI = Path(__file__).with_name("openapi.json")  # served at /openapi.json
 MAX_WAIT_MS = 10_000
 MAX_SEATS = 100_000
 SHED_RETRY_AFTER_S = 5
+UNDO_GRACE_S = 5.0  # at shutdown, how long late undos (a refused request's hold) may still run
 
 
 def _int_field(body: dict[str, Any], name: str, low: int, high: int) -> int:
@@ -338,6 +339,8 @@ def create_web_app(ctx: Reservations, redis: AnyRedis) -> web.Application:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if ctx.background:  # late undos still running: finish them while Redis is open
+            await asyncio.wait(set(ctx.background), timeout=UNDO_GRACE_S)
         await app[HTTP].close()  # Redis is closed by the Faust app, after its agents (app.py)
 
     app.cleanup_ctx.append(resources)

@@ -49,13 +49,7 @@ def _counts(doc: dict[str, int] | None) -> Counts:
 
 def create_app(settings: ProjectionSettings) -> faust.App:
     infra = settings.infra
-    app = create_faust_app(
-        "seat_projection",
-        infra,
-        web_host=settings.host,
-        web_port=settings.port,
-        datadir=settings.datadir,
-    )
+    app = create_faust_app("seat_projection", settings)
     registry = CollectorRegistry()
     metrics = StreamMetrics(registry)
     partitions = infra.kafka_partitions

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from shared.settings import Env, InfraSettings, faust_datadir, listener
+from shared.settings import Env, WorkerSettings
 
 
 @dataclass(frozen=True)
-class ProjectionSettings:
-    infra: InfraSettings
-    host: str
-    port: int
-    datadir: Path
+class ProjectionSettings(WorkerSettings):
+    NAME = "SEAT_PROJECTION"
+    PORT = 8003
 
     @classmethod
     def from_env(cls, e: Env | None = None) -> ProjectionSettings:
-        e = e or Env()
-        infra = InfraSettings.from_env(e)
-        host, port = listener(e, infra.env, "SEAT_PROJECTION", 8003)
-        return cls(
-            infra=infra,
-            host=host,
-            port=port,
-            datadir=faust_datadir(e, "SEAT_PROJECTION", "seat_projection"),
-        )
+        return cls(**cls.common(e or Env()))

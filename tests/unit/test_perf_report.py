@@ -9,7 +9,7 @@ import pytest
 from perf.report import build_report, main, render
 from perf.report.formatting import fmt_rate, fmt_success
 from perf.report.sections import section_failures
-from perf.results import Results
+from perf.results import Results, empty_collector
 
 SAMPLE = Path(__file__).parent / "data" / "perf_results_sample.json"
 HEADINGS = [
@@ -355,15 +355,7 @@ class TestEmptySeries:
             "p99_ms": [],
             "errors_per_s": [],
         }
-        results["collector"] = {
-            "t": [],
-            "cpu_pct": {},
-            "rss_mb": {},
-            "redis": {},
-            "consumer_lag": {},
-            "events_consumed_per_s": {},
-            "machine_busy_pct": [],
-        }
+        results["collector"] = empty_collector()
         return results
 
     def test_do_not_crash_the_report_and_say_not_enough_data(

@@ -1,12 +1,17 @@
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from services.payment.settings import PaymentSettings
 from services.queue.settings import QueueSettings
+from services.reservation.settings import ReservationSettings
+from services.seat_projection.settings import ProjectionSettings
 from shared.settings import (
     Env,
     InfraSettings,
     SettingsError,
+    WorkerSettings,
     describe,
     mask_url,
     require_canonical_url,
@@ -79,6 +84,27 @@ class TestSettings:
         with pytest.raises(SettingsError, match="QUEUE_HOST"):
             queue(QUEUE_HOST="0.0.0.0")
         assert queue(**PROD, QUEUE_HOST="0.0.0.0", QUEUE_TOKEN_SECRET="s" * 32).host
+
+    @pytest.mark.parametrize(
+        ("read", "name", "port"),
+        [
+            (PaymentSettings.from_env, "PAYMENT", 8002),
+            (ProjectionSettings.from_env, "SEAT_PROJECTION", 8003),
+            (ReservationSettings.from_env, "RESERVATION", 8001),
+        ],
+    )
+    def test_every_worker_reads_its_listener_and_data_dir_under_its_own_name(
+        self, read: Callable[[Env], WorkerSettings], name: str, port: int
+    ) -> None:
+        env = {"ADMIN_TOKEN": "a" * 16}
+        default = read(Env(env))
+        assert (default.host, default.port) == ("127.0.0.1", port)
+        assert default.datadir == Path(f".run/faust/{name.lower()}")
+        mine = {f"{name}_PORT": "9100", f"{name}_DATA_DIR": "/tmp/w", "QUEUE_PORT": "9200"}
+        own = read(Env({**env, **mine}))
+        assert (own.port, own.datadir) == (9100, Path("/tmp/w"))
+        with pytest.raises(SettingsError, match=f"{name}_HOST"):
+            read(Env({**env, f"{name}_HOST": "0.0.0.0"}))
 
     def test_empty_infra_urls_mean_embedded_servers(self) -> None:
         infra = InfraSettings.from_env(Env({}))
