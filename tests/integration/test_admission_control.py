@@ -7,15 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
-
-from aiohttp.test_utils import TestClient
 
 from shared.pipeline_health import HEALTH_KEY, HealthReporter
 from shared.redis_client import create_redis
-from tests.support.queue import enter, eventually, on_sale, queue_instance
+from tests.support.queue import Client, enter, eventually, on_sale, queue_instance
 
-Client = TestClient[Any, Any]
 CONTROLLED = {
     "QUEUE_ADMIT_CONTROL": "pipeline",
     "QUEUE_ADMIT_PER_S": "200",  # the ceiling; a step of 10/s each second, start at 50/s

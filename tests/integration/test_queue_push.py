@@ -9,15 +9,13 @@ import re
 import time
 from typing import Any
 
-from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from services.queue.store import QueueStore
 from shared.redis_client import create_redis
-from tests.support.queue import enter, on_sale, queue_instance
+from tests.support.queue import Client, enter, on_sale, queue_instance
 from tests.support.sse import next_event
 
-Client = TestClient[Any, Any]
 PAUSED = {"QUEUE_ADMIT_PER_S": "0", "QUEUE_PUSH_INTERVAL_MS": "100"}
 
 

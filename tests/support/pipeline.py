@@ -208,3 +208,10 @@ async def gather_limited(coros: list[Any], limit: int = 100) -> list[Any]:
             return await c
 
     return await asyncio.gather(*(one(c) for c in coros))
+
+
+async def reserve_ok(p: Pipeline, token: str, concert: str, seat: str, user: str) -> str:
+    """A reservation the service accepted (202); its id."""
+    status, body = await p.reserve(token, concert, seat, user)
+    assert status == 202, body
+    return str(body["reservation_id"])

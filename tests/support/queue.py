@@ -97,3 +97,21 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+Client = TestClient[Any, Any]
+PAUSED = {"QUEUE_ADMIT_PER_S": "0"}  # the gate closed: everyone waits
+
+
+async def status_of(client: Client, token: str) -> tuple[int, dict[str, Any]]:
+    """A token's status code and answer."""
+    response = await client.get(f"/v1/queue/tokens/{token}")
+    return response.status, await response.json()
+
+
+async def stats(client: Client, concert: str) -> dict[str, Any]:
+    """A concert's queue figures (GET /v1/queue/{concert})."""
+    response = await client.get(f"/v1/queue/{concert}")
+    assert response.status == 200
+    body: dict[str, Any] = await response.json()
+    return body
