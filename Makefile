@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-PYTEST := $(PY) -m pytest -p no:cacheprovider
+PYTEST := $(PY) -m pytest -p no:cacheprovider --durations=10
 
 .DEFAULT_GOAL := help
 .PHONY: help deps run test test-unit test-integration test-e2e lint fmt bench-queue bench-queue-workers bench-reservation bench-sse perf perf-queue perf-reservation perf-spike perf-soak perf-idle perf-smoke chaos chaos-smoke test-redis-cluster clean
@@ -65,11 +65,11 @@ bench-queue-workers: deps ## Queue per operation, 1 and 2 worker processes, vs b
 	$(PY) -m perf.harness queue-ops
 
 bench-sse: deps ## Fans following their place over Server-Sent Events: memory per stream, fan-out time
-	$(PY) -m perf.sse_fanout
+	$(PY) -m perf.harness sse
 
 bench-reservation: perf-reservation ## = perf-reservation (with the raw aiokafka ceiling)
 
-perf: deps ## All load-test scenarios (queue, reservation, spike, soak) and the report
+perf: deps ## Every load-test scenario (queue, queue-ops, reservation, spike, soak, sse) and the report
 	$(PY) -m perf.harness all
 
 perf-queue: deps ## Load test: queue at 1,000 flows/s, then a ramp to its maximum

@@ -1,9 +1,9 @@
 """Run load-test scenarios and write the report: `python -m perf.harness [--smoke] SCENARIO...`.
 
-Scenarios: queue, queue-ops, reservation, spike, soak (`all` = every one). `make perf`,
-`make perf-queue`, `make bench-queue-workers` (queue-ops), `make perf-reservation`,
-`make perf-spike`, `make perf-soak` and `make perf-smoke` (a few minutes, small rates, in CI: it
-checks that a sane report comes out, not speed) run it.
+Scenarios: queue, queue-ops, reservation, spike, soak, sse (`all` = every one). `make perf`,
+`make perf-queue`, `make bench-queue-workers` (queue-ops), `make bench-sse` (sse),
+`make perf-reservation`, `make perf-spike`, `make perf-soak` and `make perf-smoke` (a few
+minutes, small rates, in CI: it checks that a sane report comes out, not speed) run it.
 
 Starts the embedded stack (or uses REDIS_URL / KAFKA_BROKERS), samples it once a second
 (perf.collector) with a status line, runs the scenarios, and writes
@@ -27,13 +27,13 @@ from types import FrameType
 
 from infra.kafka_broker import KAFKA_VERSION
 from infra.processes import free_port, stop
-from infra.stack import ROOT, Stack
+from infra.stack import ROOT, ServiceProc, Stack
 from perf.collector import Sampler
 from perf.goals import goal_rows
 from perf.ledger import cpu_ms_per_flow
 from perf.machine import command_version, cores, cpu_model, package_version, python_version
 from perf.report.analysis import Window, mean_per_key
-from perf.report.sections import NOT_FACTS, per_operation_table
+from perf.report.sections import NOT_FACTS, per_operation_table, sse_table
 from perf.results import Collector, Results, Scenario, empty_collector
 from perf.scenarios.base import Context, Plan, dump, empty_scenario, k6_binary
 from perf.scenarios.queue import queue_scenario
@@ -41,9 +41,10 @@ from perf.scenarios.queue_ops import Restart, per_operation, queue_ops_scenario
 from perf.scenarios.reservation import reservation_scenario
 from perf.scenarios.soak import soak_scenario
 from perf.scenarios.spike import spike_scenario
+from perf.scenarios.sse import sse_scenario
 
 REPORTS = ROOT / "perf" / "reports"
-SCENARIOS = ("queue", "queue-ops", "reservation", "spike", "soak")
+SCENARIOS = ("queue", "queue-ops", "reservation", "spike", "soak", "sse")
 FAUST = ("reservation", "payment", "seat_projection")
 OPEN_GATE = {
     "QUEUE_ENTRY_RATE_PER_IP": "0",
@@ -88,13 +89,13 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def restart_queue(stack: Stack, port: int, env: dict[str, str], workers: int = 1) -> str:
-    """The queue again, on the same port, with `env` over the stack's settings; its URL."""
+def restart_queue(stack: Stack, port: int, env: dict[str, str], workers: int = 1) -> ServiceProc:
+    """The queue again, on the same port, with `env` over the stack's settings."""
     for service in [s for s in stack.services if s.name == "queue"]:
         for proc in service.procs:
             stop(proc)
         stack.services.remove(service)
-    return stack.start_service("queue", port=port, workers=workers, extra_env=env).url
+    return stack.start_service("queue", port=port, workers=workers, extra_env=env)
 
 
 def soak_extra(results: Results, sc: Scenario) -> None:
@@ -126,6 +127,8 @@ def run_scenario(
         return queue_ops_scenario(ctx, plan, restart)
     if name == "reservation":
         return reservation_scenario(ctx, plan)
+    if name == "sse":
+        return sse_scenario(ctx, plan, restart)
     if name == "spike":
         return spike_scenario(ctx, plan)
     return soak_scenario(ctx, plan, reservation_max)
@@ -178,6 +181,7 @@ def run(names: list[str], smoke: bool) -> int:
             stack.env["ADMIN_TOKEN"],
             stack.env["KAFKA_BROKERS"],
             stack.env["IDENTITY_JWT_SECRET"],
+            stack.env["REDIS_URL"],
         )
         t0 = ctx.t0
 
@@ -218,7 +222,7 @@ def run(names: list[str], smoke: bool) -> int:
                         },
                     )
 
-                def restart(workers: int, env: dict[str, str]) -> str:
+                def restart(workers: int, env: dict[str, str]) -> ServiceProc:
                     return restart_queue(stack, ports["queue"], env, workers)
 
                 try:
@@ -227,7 +231,7 @@ def run(names: list[str], smoke: bool) -> int:
                     sc = empty_scenario(name, "requests", "n/a")
                     sc["problems"].append(f"{type(exc).__name__}: {exc}")
                     traceback.print_exc()
-                if name in ("spike", "queue-ops"):
+                if name in ("spike", "queue-ops", "sse"):
                     restart_queue(stack, ports["queue"], OPEN_GATE)
                 if name == "queue-ops":
                     add_per_operation(sc, sampler.data)
@@ -300,9 +304,9 @@ def print_summary(results: Results) -> None:
         for key, value in sc["extra"].items():
             if not key.endswith("_samples_s") and key not in NOT_FACTS:
                 print(f"  {key}: {value}")
-        print(
-            "\n".join(f"  {line}" for line in per_operation_table(sc["extra"].get("per_operation")))
-        )
+        tables = per_operation_table(sc["extra"].get("per_operation"))
+        tables += sse_table(sc["extra"].get("sse"), sc["phases"])
+        print("\n".join(f"  {line}" for line in tables))
     events = results["collector"]["events_consumed_per_s"]
     for name, values in events.items():
         if values:

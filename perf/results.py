@@ -42,8 +42,8 @@ class Series(TypedDict):
 
 
 class Scenario(TypedDict):
-    name: str  # "queue" | "reservation" | "spike" | "soak"
-    unit: str  # "requests" | "flows"
+    name: str  # one of perf.harness.SCENARIOS
+    unit: str  # "requests" | "flows" | "streams"
     complete: bool
     problems: list[str]
     phases: list[Phase]

@@ -195,13 +195,20 @@ def scenario_results(s: Scenario, c: Collector, plots: Mapping[str, str], i: int
     ]
     lines += (["- Facts:", *extras] if extras else []) + [""]
     lines += per_operation_table(s["extra"].get("per_operation"))
+    lines += sse_table(s["extra"].get("sse"), s["phases"])
     lines += image(plots, f"throughput:{i}", f"{s['name']} throughput and p99")
     lines += image(plots, f"waits:{i}", f"{s['name']} queue wait distribution")
     return lines + image(plots, f"control:{i}", f"{s['name']} admit rate, lag and flow p99")
 
 
 # Extras shown as a table or a plot of their own, not as fact lines.
-NOT_FACTS = ("per_operation", "dropped_iterations", "admission_samples", "flow_p99_samples")
+NOT_FACTS = (
+    "per_operation",
+    "sse",
+    "dropped_iterations",
+    "admission_samples",
+    "flow_p99_samples",
+)
 
 
 def per_operation_table(rows: object) -> list[str]:
@@ -226,6 +233,30 @@ def per_operation_table(rows: object) -> list[str]:
         for r in rows
         if isinstance(r, dict)
     ]
+    return [*table(head, body), ""]
+
+
+def sse_table(rows: object, phases: Sequence[Phase]) -> list[str]:
+    """sse: per count of open streams, memory, idle cost, Redis reads and the fan-out."""
+    if not isinstance(rows, list) or not rows:
+        return []
+    head = ["streams", "queue RSS before → open", "per stream", "idle CPU", "WATCH/s"]
+    head += ["told sold out, p50 / p99 / max", "not told", "fan-out CPU"]
+    body = []
+    for r, p in zip(rows, phases, strict=False):
+        lat = p["latency_ms"]
+        body.append(
+            [
+                fmt_plain(r.get("fans")),
+                f"{fmt_plain(r.get('rss_before_mb'))} → {fmt_plain(r.get('rss_open_mb'))} MB",
+                fmt_plain(r.get("kib_per_stream"), " KiB"),
+                fmt_cpu(r.get("idle_cpu_pct")),
+                fmt_plain(r.get("watch_per_s")),
+                f"{fmt_ms(lat['p50'])} / {fmt_ms(lat['p99'])} / {fmt_ms(lat['max'])}",
+                fmt_plain(p["errors"]),
+                fmt_plain(r.get("fanout_cpu_s"), " s"),
+            ]
+        )
     return [*table(head, body), ""]
 
 

@@ -57,6 +57,8 @@ class Plan:
     ops_vus: int = 64  # saturation phases
     ops_rate: int = 1000  # fixed-rate phases, requests/s offered
     ops_pool: int = 1000  # tokens polled / validated round-robin
+    sse_fans: tuple[int, ...] = (1000, 5000, 10000)  # sse: open streams, one count at a time
+    sse_idle_s: float = 10.0  # how long every stream stays open with nothing moving
 
     @classmethod
     def for_run(cls, smoke: bool) -> Plan:
@@ -87,6 +89,8 @@ class Plan:
             ops_vus=8,
             ops_rate=50,
             ops_pool=50,
+            sse_fans=(50,),
+            sse_idle_s=2.0,
         )
 
 
@@ -99,6 +103,7 @@ class Context:
     admin_token: str
     brokers: str
     identity_secret: str  # the dev stack's site login key: the driver logs its fans in
+    redis_url: str = ""  # the stack's Redis, for what a scenario plays itself (a seat fact)
     live: LiveStats = field(default_factory=lambda: LiveStats())
     load_pids: dict[str, list[int]] = field(default_factory=dict)  # k6 while it runs
 

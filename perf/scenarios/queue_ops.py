@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from infra.stack import ServiceProc
 from perf.k6_summary import parse_summary
 from perf.results import Phase, Scenario
 from perf.samples import Sample, phase, series
@@ -34,7 +35,7 @@ OPEN_GATE = {**NO_RATE_LIMITS, "QUEUE_ADMIT_PER_S": "1000000", "QUEUE_MAX_ACTIVE
 SETTINGS = ((("issue", "poll"), NO_RATE_LIMITS), (("validate",), OPEN_GATE))
 SETUP_ALLOWANCE_S = 60.0  # k6 start, setup (pool creation, up to 20 s activation wait), grace
 
-Restart = Callable[[int, dict[str, str]], str]  # (workers, settings) -> the queue's URL
+Restart = Callable[[int, dict[str, str]], ServiceProc]  # (workers, settings) -> the queue
 
 
 def phase_name(workers: int, op: str, mode: str) -> str:
@@ -54,7 +55,7 @@ def queue_ops_scenario(ctx: Context, plan: Plan, restart: Restart) -> Scenario:
                     ops_phase(ctx, plan, name, url, "hello", mode, dropped, everything)
                 )
         for ops, settings in SETTINGS:
-            url = restart(workers, settings)
+            url = restart(workers, settings).url
             for op in ops:
                 for mode in MODES:
                     name = phase_name(workers, op, mode)

@@ -1,8 +1,9 @@
-"""The queue-ops scenario's per-operation table, from its phases and the collector's CPU."""
+"""The queue-ops scenario's per-operation table, from its phases and the collector's CPU; the sse
+scenario's table."""
 
 from __future__ import annotations
 
-from perf.report.sections import per_operation_table
+from perf.report.sections import per_operation_table, sse_table
 from perf.results import Phase, Scenario
 from perf.scenarios.base import empty_scenario
 from perf.scenarios.queue_ops import per_operation, phase_name
@@ -70,3 +71,23 @@ def test_the_report_renders_one_table_row_per_operation() -> None:
     assert lines[0].startswith("| workers | op |")
     assert sum(line.startswith("| 1 |") for line in lines) == 2
     assert per_operation_table(None) == []
+
+
+def test_the_sse_table_shows_each_count_with_its_fan_out_and_streams_not_told() -> None:
+    told = made("1000 streams told sold out", 1000, 125.0, errors=3)
+    row = {"fans": 1000, "rss_before_mb": 77.0, "rss_open_mb": 93.0, "kib_per_stream": 16.6}
+    row |= {"idle_cpu_pct": 1.1, "watch_per_s": 2.0, "fanout_cpu_s": 0.03}
+    lines = sse_table([row], [told])
+    assert lines[0].startswith("| streams | queue RSS before → open |")
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells == [
+        "1,000",
+        "77 → 93 MB",
+        "16.6 KiB",
+        "1.1 %",
+        "2",
+        "41.7 ms / 125.0 ms / 125.0 ms",
+        "3",
+        "0.03 s",
+    ]
+    assert sse_table(None, []) == []
