@@ -152,6 +152,16 @@ class TokenTimes:
         )
 
 
+def address(value: str, var: str, what: str) -> str:
+    """An infrastructure address, which has no default: unset, it is refused with its name."""
+    if not value:
+        raise SettingsError(
+            f"{var} must be set (the address of your {what}): `make run` starts embedded ones "
+            "and sets it for the services it runs"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class InfraSettings:
     """Where Redis and Kafka are; empty means "the embedded ones started by make run/tests"."""
@@ -185,15 +195,14 @@ class InfraSettings:
 
     @property
     def redis_address(self) -> str:
-        """REDIS_URL, or the embedded dev Redis's default address when it is empty (never in
-        prod: `from_env` refuses an empty one there)."""
-        return self.redis_url or "redis://127.0.0.1:6379/0"
+        """REDIS_URL. There is no default address: the embedded Redis of `make run`, the tests
+        and the load tests is on a port of its own, and they set REDIS_URL for the services."""
+        return address(self.redis_url, "REDIS_URL", "Redis")
 
     @property
     def kafka_address(self) -> str:
-        """KAFKA_BROKERS, or the embedded dev broker's default address when it is empty (never
-        in prod, as for Redis)."""
-        return self.kafka_brokers or "127.0.0.1:9092"
+        """KAFKA_BROKERS, with no default address either (see `redis_address`)."""
+        return address(self.kafka_brokers, "KAFKA_BROKERS", "Kafka brokers")
 
     @property
     def static_membership(self) -> bool:
@@ -277,7 +286,8 @@ class InfraSettings:
 @dataclass(frozen=True)
 class ServiceSettings:
     """What every service reads alike, extended by each service's settings: the infrastructure
-    it talks to, and where it listens, <NAME>_HOST (loopback unless prod) and <NAME>_PORT."""
+    it talks to (REDIS_URL is required: every service uses Redis), and where it listens,
+    <NAME>_HOST (loopback unless prod) and <NAME>_PORT."""
 
     NAME: ClassVar[str]  # the prefix of the service's own variables, e.g. QUEUE
     PORT: ClassVar[int]  # its default port
@@ -290,6 +300,7 @@ class ServiceSettings:
     def common(cls, e: Env) -> dict[str, Any]:
         """The fields every service reads alike, for its own `from_env` to extend."""
         infra = InfraSettings.from_env(e)
+        address(infra.redis_url, "REDIS_URL", "Redis")
         host = e.text(f"{cls.NAME}_HOST", "127.0.0.1")
         require_loopback_in_dev(infra.env, host, f"{cls.NAME}_HOST")
         port = e.integer(f"{cls.NAME}_PORT", cls.PORT, minimum=0, maximum=65535)
@@ -298,15 +309,17 @@ class ServiceSettings:
 
 @dataclass(frozen=True)
 class WorkerSettings(ServiceSettings):
-    """A Faust worker's: also <NAME>_DATA_DIR (its tables live in memory; Faust keeps little
-    there), by default .run/faust/<name>."""
+    """A Faust worker's: KAFKA_BROKERS is required too, and <NAME>_DATA_DIR (its tables live in
+    memory; Faust keeps little there), by default .run/faust/<name>."""
 
     datadir: Path
 
     @classmethod
     def common(cls, e: Env) -> dict[str, Any]:
+        common = super().common(e)
+        address(common["infra"].kafka_brokers, "KAFKA_BROKERS", "Kafka brokers")
         default = f".run/faust/{cls.NAME.lower()}"
-        return {**super().common(e), "datadir": Path(e.text(f"{cls.NAME}_DATA_DIR", default))}
+        return {**common, "datadir": Path(e.text(f"{cls.NAME}_DATA_DIR", default))}
 
 
 def token_secret(e: Env, env_name: str, var: str = "QUEUE_TOKEN_SECRET") -> bytes:

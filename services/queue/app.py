@@ -322,6 +322,11 @@ def create_app(settings: QueueSettings) -> web.Application:
                 fetch_max_wait_ms=infra.kafka_fetch_max_wait_ms,
             )
             seat_facts = asyncio.create_task(consumer.run(), name="seat facts")
+        else:
+            log.warning(
+                "KAFKA_BROKERS is not set: this queue does not follow seat facts "
+                "(no sell-out, no token completion on seat.confirmed)"
+            )
         yield
         if seat_facts is not None:
             seat_facts.cancel()

@@ -66,7 +66,9 @@ def settings_read_by_the_code() -> set[str]:
         "ADMIN_TOKEN": secret,
     }
     names: set[str] = set()
-    for environ in ({"ADMIN_TOKEN": secret, "IDENTITY_JWT_SECRET": secret}, prod):
+    dev = {"ADMIN_TOKEN": secret, "IDENTITY_JWT_SECRET": secret}
+    dev |= {"REDIS_URL": "redis://127.0.0.1:6390/0", "KAFKA_BROKERS": "127.0.0.1:9092"}
+    for environ in (dev, prod):
         for settings in (QueueSettings, ReservationSettings, PaymentSettings, ProjectionSettings):
             e = Env(environ)
             settings.from_env(e)

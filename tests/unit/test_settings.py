@@ -18,12 +18,14 @@ from shared.settings import (
 )
 
 IDENTITY = {"IDENTITY_JWT_SECRET": "site-login-key-" + "k" * 32}
+# What `make run` sets for the services it starts (the embedded servers' addresses).
+EMBEDDED = {"REDIS_URL": "redis://127.0.0.1:6390/0", "KAFKA_BROKERS": "127.0.0.1:9092"}
 # Production mode needs real infrastructure addresses.
 PROD = {"APP_ENV": "prod", "REDIS_URL": "redis://redis:6379/0", "KAFKA_BROKERS": "kafka:9092"}
 
 
 def queue(**env: str) -> QueueSettings:
-    return QueueSettings.from_env(Env({**IDENTITY, **env}))
+    return QueueSettings.from_env(Env({**IDENTITY, **EMBEDDED, **env}))
 
 
 class TestSettings:
@@ -96,7 +98,7 @@ class TestSettings:
     def test_every_worker_reads_its_listener_and_data_dir_under_its_own_name(
         self, read: Callable[[Env], WorkerSettings], name: str, port: int
     ) -> None:
-        env = {"ADMIN_TOKEN": "a" * 16}
+        env = {"ADMIN_TOKEN": "a" * 16, **EMBEDDED}
         default = read(Env(env))
         assert (default.host, default.port) == ("127.0.0.1", port)
         assert default.datadir == Path(f".run/faust/{name.lower()}")
@@ -106,9 +108,32 @@ class TestSettings:
         with pytest.raises(SettingsError, match=f"{name}_HOST"):
             read(Env({**env, f"{name}_HOST": "0.0.0.0"}))
 
-    def test_empty_infra_urls_mean_embedded_servers(self) -> None:
+    @pytest.mark.parametrize(
+        ("read", "missing"),
+        [
+            (lambda e: queue(**e), "REDIS_URL"),
+            (lambda e: ProjectionSettings.from_env(Env(e)), "REDIS_URL"),
+            (lambda e: ProjectionSettings.from_env(Env(e)), "KAFKA_BROKERS"),
+            (lambda e: PaymentSettings.from_env(Env(e)), "KAFKA_BROKERS"),
+        ],
+    )
+    def test_an_unset_infrastructure_address_is_refused_not_guessed(
+        self, read: Callable[[dict[str, str]], object], missing: str
+    ) -> None:
+        """No default address: the embedded servers are on ports of their own, and whoever
+        starts them sets the addresses for the services."""
+        with pytest.raises(SettingsError, match=missing):
+            read({**EMBEDDED, missing: ""})
+
+    def test_an_unset_address_is_never_guessed_by_whoever_asks_for_it(self) -> None:
         infra = InfraSettings.from_env(Env({}))
-        assert infra.redis_url == "" and infra.kafka_brokers == ""
+        with pytest.raises(SettingsError, match="REDIS_URL"):
+            _ = infra.redis_address
+        with pytest.raises(SettingsError, match="KAFKA_BROKERS"):
+            _ = infra.kafka_address
+
+    def test_the_queue_alone_may_run_without_a_broker(self) -> None:
+        assert queue(KAFKA_BROKERS="").infra.kafka_brokers == ""
 
     def test_replication_defaults_to_three_in_prod_with_two_replicas_in_sync(self) -> None:
         prod = InfraSettings.from_env(Env(PROD))
@@ -127,7 +152,9 @@ class TestSettings:
         (tmp_path / "url").write_text("redis+sentinel://:pw@sentinel:26379/ticketing/0\n")
         (tmp_path / "key").write_text("k" * 40 + "\n")
         s = queue(
-            REDIS_URL_FILE=str(tmp_path / "url"), QUEUE_TOKEN_SECRET_FILE=str(tmp_path / "key")
+            REDIS_URL="",
+            REDIS_URL_FILE=str(tmp_path / "url"),
+            QUEUE_TOKEN_SECRET_FILE=str(tmp_path / "key"),
         )
         assert s.infra.redis_url == "redis+sentinel://:pw@sentinel:26379/ticketing/0"
         assert s.token_secret == b"k" * 40
