@@ -164,7 +164,9 @@ def address(value: str, var: str, what: str) -> str:
 
 @dataclass(frozen=True)
 class InfraSettings:
-    """Where Redis and Kafka are; empty means "the embedded ones started by make run/tests"."""
+    """Where Redis and Kafka are, and how the services use them. The addresses have no default:
+    whoever starts the embedded servers (make run, the tests, the harness) sets them, and a
+    service refuses an unset one (`ServiceSettings`, `address`)."""
 
     env: str
     redis_url: str

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -32,7 +31,6 @@ from tests.support.broker import (
 from tests.support.queue import eventually, new_id
 
 REPO = Path(__file__).resolve().parents[2]
-logger = logging.getLogger(__name__)
 
 # A group member to SIGKILL: it prints "assigned" once it owns partitions, then idles.
 MEMBER_SCRIPT = """
